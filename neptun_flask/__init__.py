@@ -1,0 +1,88 @@
+"""neptun-flask: a self-hostable Flask backend for streaming LLM chat."""
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+from flask import Flask
+from sqlalchemy import event
+from sqlalchemy.engine import Engine, make_url
+
+from .catalog import load_catalog
+from .config import load_config
+from .errors import register_error_handlers
+from .extensions import db, limiter, migrate
+
+
+def create_app(test_config: dict[str, Any] | None = None) -> Flask:
+    """Build the app: config, extensions, catalog, blueprints, error handlers."""
+    app = Flask(__name__, instance_relative_config=True)
+    app.config.from_mapping(load_config())
+    if test_config:
+        app.config.update(test_config)
+    configure(app)
+    register_extensions(app)
+    app.extensions["neptun_catalog"] = load_catalog(app.config["NEPTUN_MODELS_FILE"])
+    register_blueprints(app)
+    register_error_handlers(app)
+    return app
+
+
+def configure(app: Flask) -> None:
+    """Fill derived settings; refuse to start without a secret in production."""
+    config = app.config
+    logging.basicConfig(level=config["LOG_LEVEL"],
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # flask-limiter logs the rate-limit key (it holds the email tried) at info level.
+    logging.getLogger("flask-limiter").setLevel(logging.WARNING)
+    if not config["SECRET_KEY"]:
+        if not (config["DEBUG_MODE"] or config.get("TESTING")):
+            raise RuntimeError("SECRET_KEY must be set (or FLASK_DEBUG=1 for development)")
+        config["SECRET_KEY"] = "dev-only-secret"
+    if not config["SQLALCHEMY_DATABASE_URI"]:
+        os.makedirs(app.instance_path, exist_ok=True)
+        config["SQLALCHEMY_DATABASE_URI"] = (
+            "sqlite:///" + os.path.join(app.instance_path, "neptun.sqlite3"))
+    config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", _engine_options(config))
+
+
+def _engine_options(config) -> dict[str, Any]:
+    """Pool settings: DATABASE_POOL_SIZE connections, checked before use."""
+    url = make_url(config["SQLALCHEMY_DATABASE_URI"])
+    options: dict[str, Any] = {"pool_pre_ping": True}
+    if url.get_backend_name() == "sqlite":
+        options["connect_args"] = {"timeout": 30, "check_same_thread": False}
+        if url.database in (None, "", ":memory:"):
+            return options  # one shared in-memory connection: no pool to size
+    options.update(pool_size=config["DATABASE_POOL_SIZE"], max_overflow=0, pool_timeout=30)
+    return options
+
+
+@event.listens_for(Engine, "connect")
+def _sqlite_pragmas(dbapi_connection, _record):
+    """SQLite needs foreign keys switched on (for cascades) and WAL for concurrent readers."""
+    if type(dbapi_connection).__module__.startswith("sqlite3"):
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+
+def register_extensions(app: Flask) -> None:
+    """Bind db, migrations and the rate limiter."""
+    db.init_app(app)
+    migrate.init_app(app, db, render_as_batch=True)
+    limiter.init_app(app)
+
+
+def register_blueprints(app: Flask) -> None:
+    """Register every blueprint."""
+    from . import auth, chats, health
+
+    app.register_blueprint(health.bp)
+    app.register_blueprint(auth.bp)
+    app.register_blueprint(chats.bp)
+    from .auth.sessions import refresh_cookie
+    app.after_request(refresh_cookie)

@@ -1,0 +1,4 @@
+"""Accounts and sessions."""
+from .routes import bp
+
+__all__ = ["bp"]

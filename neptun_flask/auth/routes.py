@@ -1,0 +1,102 @@
+"""Account routes: sign-up, login, logout, check and session."""
+from __future__ import annotations
+
+from flask import Blueprint, current_app, jsonify, request
+from flask_limiter.util import get_remote_address
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from ..errors import ApiError
+from ..extensions import db, limiter
+from ..models import User
+from ..schemas import LoginSchema, SignUpSchema, UserSchema
+from ..validation import load_body
+from .passwords import hash_password, verify_password
+from .sessions import (clear_session_cookie, create_session, find_session, revoke_session,
+                       session_token, set_session_cookie)
+
+bp = Blueprint("auth", __name__, url_prefix="/api/auth")
+
+_user_schema = UserSchema()
+
+
+def _login_limit() -> str:
+    """The configured login rate limit."""
+    return current_app.config["LOGIN_RATE_LIMIT"]
+
+
+def _login_key() -> str:
+    """Rate-limit key: client address and the email being tried."""
+    body = request.get_json(silent=True)
+    email = body.get("email") if isinstance(body, dict) else None
+    return f"{get_remote_address()}|{str(email).strip().lower()}"
+
+
+def _session_payload(user: User, logged_in_at):
+    """The ``{user, loggedInAt}`` document."""
+    return {"user": _user_schema.dump(user), "loggedInAt": logged_in_at.isoformat()}
+
+
+def _logged_in(user: User, status: int):
+    """Open a session for ``user`` and answer with its cookie."""
+    token, row = create_session(user.id)
+    db.session.commit()
+    response = jsonify(_session_payload(user, row.created_at))
+    response.status_code = status
+    set_session_cookie(response, token, row.expires_at)
+    return response
+
+
+@bp.post("/sign-up")
+@limiter.limit(_login_limit, key_func=get_remote_address)
+def sign_up():
+    """Create an account and log it in."""
+    data = load_body(SignUpSchema())
+    cost = current_app.config["PASSWORD_HASH_COST"]
+    user = User(email=data["email"].strip().lower(),
+                password_hash=hash_password(data["password"], cost))
+    db.session.add(user)
+    try:
+        db.session.flush()
+    except IntegrityError:
+        db.session.rollback()
+        raise ApiError(409, "Email already registered") from None
+    return _logged_in(user, 201)
+
+
+@bp.post("/login")
+@limiter.limit(_login_limit, key_func=_login_key)
+def login():
+    """Check credentials and open a fresh session."""
+    data = load_body(LoginSchema())
+    user = db.session.scalar(select(User).where(User.email == data["email"].strip().lower()))
+    cost = current_app.config["PASSWORD_HASH_COST"]
+    if not verify_password(user.password_hash if user else None, data["password"], cost):
+        raise ApiError(401, "Invalid email or password")
+    return _logged_in(user, 200)
+
+
+@bp.post("/logout")
+def logout():
+    """Revoke the session server-side and clear the cookie."""
+    revoke_session(session_token())
+    response = current_app.response_class(status=204)
+    clear_session_cookie(response)
+    return response
+
+
+@bp.route("/check", methods=["GET", "HEAD"])
+def check():
+    """200 when the session is valid, else 401."""
+    if find_session(session_token()) is None:
+        raise ApiError(401, "Unauthorized")
+    return jsonify({"authenticated": True})
+
+
+@bp.get("/session")
+def session():
+    """The logged-in user and when the session began."""
+    row = find_session(session_token())
+    if row is None:
+        raise ApiError(401, "Unauthorized")
+    return jsonify(_session_payload(row.user, row.created_at))

@@ -1,0 +1,103 @@
+"""Login sessions: opaque cookie tokens, stored hashed, with sliding expiry; the session guard."""
+from __future__ import annotations
+
+import hashlib
+import secrets
+from datetime import datetime, timedelta
+
+from flask import current_app, g, request
+from sqlalchemy import delete, select
+
+from ..errors import ApiError
+from ..extensions import db
+from ..models import Session, utcnow
+
+# Sliding expiry is written at most this often, so busy clients do not cause a write per request.
+_TOUCH_INTERVAL = timedelta(minutes=5)
+
+
+def hash_token(token: str) -> str:
+    """SHA-256 of a cookie token; a 256-bit random token needs no slow hash."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def _lifetime() -> timedelta:
+    """The configured session lifetime."""
+    return timedelta(days=current_app.config["SESSION_LIFETIME_DAYS"])
+
+
+def create_session(user_id: int) -> tuple[str, Session]:
+    """Open a session for a user; returns the cookie token (never stored) and the row."""
+    token = secrets.token_urlsafe(32)
+    now = utcnow()
+    row = Session(user_id=user_id, token_hash=hash_token(token), created_at=now,
+                  last_seen_at=now, expires_at=now + _lifetime())
+    db.session.add(row)
+    return token, row
+
+
+def find_session(token: str | None) -> Session | None:
+    """The valid, unexpired session for a cookie token; slides its expiry when due."""
+    if not token or len(token) > 256:
+        return None
+    row = db.session.scalar(select(Session).where(Session.token_hash == hash_token(token)))
+    if row is None:
+        return None
+    now = utcnow()
+    if row.expires_at <= now:
+        return None
+    if now - row.last_seen_at >= _TOUCH_INTERVAL:
+        row.last_seen_at = now
+        row.expires_at = now + _lifetime()
+        db.session.commit()
+        g.refreshed_session = row
+    return row
+
+
+def revoke_session(token: str | None) -> None:
+    """Delete the session of a cookie token, if any."""
+    if token:
+        db.session.execute(delete(Session).where(Session.token_hash == hash_token(token)))
+        db.session.commit()
+
+
+def session_token() -> str | None:
+    """The session token sent by the client."""
+    return request.cookies.get(current_app.config["SESSION_COOKIE_NAME"])
+
+
+def require_session() -> None:
+    """Blueprint guard: 401 unless the request carries a valid session; sets ``g.user_id``."""
+    row = find_session(session_token())
+    if row is None:
+        raise ApiError(401, "Unauthorized")
+    g.session = row
+    g.user_id = row.user_id
+
+
+def set_session_cookie(response, token: str, expires: datetime) -> None:
+    """Write the session cookie with the configured flags."""
+    config = current_app.config
+    response.set_cookie(
+        config["SESSION_COOKIE_NAME"], token, expires=expires,
+        max_age=int((expires - utcnow()).total_seconds()),
+        path=config["SESSION_COOKIE_PATH"], domain=config["SESSION_COOKIE_DOMAIN"],
+        secure=config["SESSION_COOKIE_SECURE"], httponly=config["SESSION_COOKIE_HTTPONLY"],
+        samesite=config["SESSION_COOKIE_SAMESITE"])
+
+
+def clear_session_cookie(response) -> None:
+    """Expire the session cookie in the browser."""
+    config = current_app.config
+    response.delete_cookie(
+        config["SESSION_COOKIE_NAME"], path=config["SESSION_COOKIE_PATH"],
+        domain=config["SESSION_COOKIE_DOMAIN"], secure=config["SESSION_COOKIE_SECURE"],
+        httponly=config["SESSION_COOKIE_HTTPONLY"], samesite=config["SESSION_COOKIE_SAMESITE"])
+
+
+def refresh_cookie(response):
+    """after_request hook: re-send the cookie when the session's expiry slid forward."""
+    row = g.get("refreshed_session")
+    if row is not None:
+        set_session_cookie(response, session_token(), row.expires_at)
+    return response

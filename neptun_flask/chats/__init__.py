@@ -1,0 +1,4 @@
+"""Chats and their messages."""
+from .routes import bp
+
+__all__ = ["bp"]

@@ -1,0 +1,110 @@
+"""Chat and chat-message routes under ``/api/users/<user_id>/chats``."""
+from __future__ import annotations
+
+from flask import Blueprint, current_app, g, jsonify
+from sqlalchemy import delete, select
+
+from ..auth.sessions import require_session
+from ..catalog import current_catalog
+from ..errors import ApiError
+from ..extensions import db
+from ..models import Chat, ChatMessage, utcnow
+from ..schemas import (ChatCreateSchema, ChatIdsSchema, ChatListArgs, ChatMessageSchema,
+                       ChatRenameSchema, ChatSchema)
+from ..validation import load_args, load_body
+from .store import owned_chat
+
+bp = Blueprint("chats", __name__, url_prefix="/api/users/<int:user_id>/chats")
+
+_chat = ChatSchema()
+_chats = ChatSchema(many=True)
+_messages = ChatMessageSchema(many=True)
+
+
+@bp.url_value_preprocessor
+def _take_user_id(endpoint, values):
+    """Keep the path's user id for the guard below (views do not take it)."""
+    g.path_user_id = values.pop("user_id")
+
+
+@bp.before_request
+def _guard():
+    """401 without a valid session; 403 when the path names another user."""
+    require_session()
+    if g.path_user_id != g.user_id:
+        raise ApiError(403, "Forbidden")
+
+
+def _no_content():
+    """An empty 204 response."""
+    return current_app.response_class(status=204)
+
+
+@bp.post("")
+def create_chat():
+    """Create a chat for one of the catalog's active models."""
+    data = load_body(ChatCreateSchema())
+    entry = current_catalog().get(data["model"])
+    if entry is None or entry.retired:
+        raise ApiError(400, "Validation failed", data={"model": ["Unknown model."]})
+    now = utcnow()
+    chat = Chat(user_id=g.user_id, name=data["name"], model=data["model"],
+                created_at=now, updated_at=now)
+    db.session.add(chat)
+    db.session.commit()
+    return jsonify({"chat": _chat.dump(chat)}), 201
+
+
+@bp.get("")
+def list_chats():
+    """The user's chats, ordered as asked (default: most recently updated first)."""
+    args = load_args(ChatListArgs())
+    column = getattr(Chat, args["order_by"])
+    order = column.desc() if args["order"] == "desc" else column.asc()
+    chats = db.session.scalars(
+        select(Chat).where(Chat.user_id == g.user_id).order_by(order, Chat.id.desc())).all()
+    return jsonify({"chats": _chats.dump(chats)})
+
+
+@bp.delete("")
+def delete_chats():
+    """Delete several of the user's chats; ids of other users' chats are ignored."""
+    data = load_body(ChatIdsSchema())
+    db.session.execute(delete(Chat).where(Chat.user_id == g.user_id,
+                                          Chat.id.in_(data["chat_ids"])))
+    db.session.commit()
+    return _no_content()
+
+
+@bp.get("/<int:chat_id>")
+def get_chat(chat_id: int):
+    """One chat."""
+    return jsonify({"chat": _chat.dump(owned_chat(chat_id, g.user_id))})
+
+
+@bp.patch("/<int:chat_id>")
+def rename_chat(chat_id: int):
+    """Rename a chat."""
+    data = load_body(ChatRenameSchema())
+    chat = owned_chat(chat_id, g.user_id)
+    chat.name = data["name"]
+    chat.updated_at = utcnow()
+    db.session.commit()
+    return jsonify({"chat": _chat.dump(chat)})
+
+
+@bp.delete("/<int:chat_id>")
+def delete_chat(chat_id: int):
+    """Delete a chat and its messages."""
+    db.session.delete(owned_chat(chat_id, g.user_id))
+    db.session.commit()
+    return _no_content()
+
+
+@bp.get("/<int:chat_id>/messages")
+def list_messages(chat_id: int):
+    """The chat's messages, oldest first."""
+    owned_chat(chat_id, g.user_id)
+    rows = db.session.scalars(
+        select(ChatMessage).where(ChatMessage.chat_id == chat_id).order_by(ChatMessage.id)).all()
+    return jsonify({"chatMessages": _messages.dump(rows)})

@@ -1,0 +1,93 @@
+"""Configuration: the only module that reads ``os.environ``."""
+from __future__ import annotations
+
+import os
+
+DEFAULT_SYSTEM_PROMPT = (
+    "You have to answer all my questions and provide all information using Markdown syntax. "
+    "This includes formatting text, adding lists, inserting links, using code blocks, and any "
+    "other Markdown features that are appropriate for your responses."
+)
+
+
+def _bool(value: str | None, default: bool) -> bool:
+    """Parse a boolean environment value; unset means ``default``."""
+    if value is None or value.strip() == "":
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _int(env: dict, name: str, default: int) -> int:
+    """Parse an integer environment value with a clear startup error."""
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise RuntimeError(f"{name} must be an integer, got {raw!r}") from None
+
+
+def _float(env: dict, name: str, default: float) -> float:
+    """Parse a number of seconds from the environment."""
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise RuntimeError(f"{name} must be a number, got {raw!r}") from None
+
+
+def normalize_database_url(url: str) -> str:
+    """Accept Heroku-style ``postgres://`` URLs and pick the psycopg 3 driver."""
+    if url.startswith("postgres://"):
+        url = "postgresql://" + url[len("postgres://"):]
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url[len("postgresql://"):]
+    return url
+
+
+def load_config(env: dict | None = None) -> dict:
+    """Build the Flask config mapping from environment variables."""
+    env = os.environ if env is None else env
+    debug = _bool(env.get("FLASK_DEBUG"), False)
+    days = _int(env, "SESSION_LIFETIME_DAYS", 7)
+    return {
+        "SECRET_KEY": env.get("SECRET_KEY") or None,
+        "DEBUG_MODE": debug,
+        "SQLALCHEMY_DATABASE_URI": normalize_database_url(env["DATABASE_URL"])
+        if env.get("DATABASE_URL") else None,
+        "DATABASE_POOL_SIZE": _int(env, "DATABASE_POOL_SIZE", 5),
+        "SESSION_COOKIE_NAME": env.get("SESSION_COOKIE_NAME", "neptun-session"),
+        "SESSION_COOKIE_SECURE": _bool(env.get("SESSION_COOKIE_SECURE"), True),
+        "SESSION_COOKIE_SAMESITE": env.get("SESSION_COOKIE_SAMESITE", "Lax"),
+        "SESSION_COOKIE_DOMAIN": env.get("SESSION_COOKIE_DOMAIN") or None,
+        "SESSION_COOKIE_PATH": env.get("SESSION_COOKIE_PATH", "/"),
+        "SESSION_COOKIE_HTTPONLY": _bool(env.get("SESSION_COOKIE_HTTPONLY"), True),
+        "SESSION_LIFETIME_DAYS": days,
+        "RATELIMIT_ENABLED": _bool(env.get("RATELIMIT_ENABLED"), True),
+        "RATELIMIT_STORAGE_URI": env.get("RATELIMIT_STORAGE_URI", "memory://"),
+        "RATELIMIT_HEADERS_ENABLED": True,
+        "LOGIN_RATE_LIMIT": env.get("LOGIN_RATE_LIMIT", "10/minute"),
+        "MAX_CONTENT_LENGTH": _int(env, "MAX_CONTENT_LENGTH", 1024 * 1024),
+        "NEPTUN_MODELS_FILE": env.get("NEPTUN_MODELS_FILE") or None,
+        "NEPTUN_SYSTEM_PROMPT": env.get("NEPTUN_SYSTEM_PROMPT", DEFAULT_SYSTEM_PROMPT),
+        "PASSWORD_HASH_COST": env.get("PASSWORD_HASH_COST", "default"),
+        "HUGGINGFACE_API_KEY": env.get("HUGGINGFACE_API_KEY") or None,
+        "HUGGINGFACE_BASE_URL": env.get(
+            "HUGGINGFACE_BASE_URL", "https://router.huggingface.co/hf-inference"),
+        "CLOUDFLARE_ACCOUNT_ID": env.get("CLOUDFLARE_ACCOUNT_ID") or None,
+        "CLOUDFLARE_API_TOKEN": env.get("CLOUDFLARE_API_TOKEN") or None,
+        "CLOUDFLARE_BASE_URL": env.get(
+            "CLOUDFLARE_BASE_URL", "https://api.cloudflare.com/client/v4"),
+        "OPENROUTER_API_KEY": env.get("OPENROUTER_API_KEY") or None,
+        "OPENROUTER_BASE_URL": env.get("OPENROUTER_BASE_URL", "https://openrouter.ai/api/v1"),
+        "OLLAMA_BASE_URL": env.get("OLLAMA_BASE_URL", "http://localhost:11434"),
+        "OLLAMA_API_KEY": env.get("OLLAMA_API_KEY") or None,
+        "UPSTREAM_CONNECT_TIMEOUT": _float(env, "UPSTREAM_CONNECT_TIMEOUT", 10.0),
+        "UPSTREAM_FIRST_TOKEN_TIMEOUT": _float(env, "UPSTREAM_FIRST_TOKEN_TIMEOUT", 60.0),
+        "UPSTREAM_IDLE_TIMEOUT": _float(env, "UPSTREAM_IDLE_TIMEOUT", 60.0),
+        "UPSTREAM_TOTAL_TIMEOUT": _float(env, "UPSTREAM_TOTAL_TIMEOUT", 600.0),
+        "LOG_LEVEL": env.get("LOG_LEVEL", "INFO"),
+    }

@@ -1,0 +1,16 @@
+"""Flask extensions, created unbound and bound to the app in ``create_app``."""
+from flask_limiter import Limiter
+from flask_limiter.util import get_remote_address
+from flask_migrate import Migrate
+from flask_sqlalchemy import SQLAlchemy
+from sqlalchemy.orm import DeclarativeBase
+
+
+class Base(DeclarativeBase):
+    """Declarative base for the typed models."""
+
+
+db = SQLAlchemy(model_class=Base)
+migrate = Migrate()
+# No default limits: only the routes that opt in (login, sign-up) are limited.
+limiter = Limiter(key_func=get_remote_address, default_limits=[])

@@ -1,0 +1,183 @@
+"""Marshmallow schemas: request bodies and query args load, payloads dump."""
+from __future__ import annotations
+
+from marshmallow import EXCLUDE, RAISE, Schema, fields, validate
+
+MIN_PASSWORD_LENGTH = 8
+_ORDER_FIELDS = ("updated_at", "created_at")
+
+
+class SignUpSchema(Schema):
+    """Body of ``POST /api/auth/sign-up``."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    email = fields.Email(required=True, validate=validate.Length(max=320))
+    password = fields.String(required=True, validate=validate.Length(
+        min=MIN_PASSWORD_LENGTH, max=1024,
+        error="Password must be between {min} and {max} characters long."))
+
+
+class LoginSchema(Schema):
+    """Body of ``POST /api/auth/login``."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    email = fields.String(required=True, validate=validate.Length(min=1, max=320))
+    password = fields.String(required=True, validate=validate.Length(min=1, max=1024))
+
+
+class ChatCreateSchema(Schema):
+    """Body of ``POST /api/users/<id>/chats``; the model check needs the catalog in context."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    model = fields.String(required=True)
+    name = fields.String(required=True, validate=validate.Length(min=3, max=255))
+
+
+class ChatRenameSchema(Schema):
+    """Body of ``PATCH /api/users/<id>/chats/<chat_id>``."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    name = fields.String(required=True, validate=validate.Length(min=3, max=255))
+
+
+class ChatIdsSchema(Schema):
+    """Body of ``DELETE /api/users/<id>/chats``."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    chat_ids = fields.List(fields.Integer(strict=True), required=True,
+                           validate=validate.Length(min=1, max=1000))
+
+
+class ChatListArgs(Schema):
+    """Query args of ``GET /api/users/<id>/chats``."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    order_by = fields.String(load_default="updated_at", validate=validate.OneOf(_ORDER_FIELDS))
+    order = fields.String(load_default="desc", validate=validate.OneOf(("asc", "desc")))
+
+
+class UserSchema(Schema):
+    """A user as clients see it."""
+
+    id = fields.Integer()
+    primary_email = fields.String(attribute="email")
+
+
+class ChatSchema(Schema):
+    """A chat as clients see it."""
+
+    id = fields.Integer()
+    name = fields.String()
+    model = fields.String()
+    neptun_user_id = fields.Integer(attribute="user_id")
+    created_at = fields.DateTime()
+    updated_at = fields.DateTime()
+
+
+class ChatMessageSchema(Schema):
+    """A stored chat message; usage is null unless the reply recorded token counts."""
+
+    id = fields.Integer()
+    message = fields.String()
+    actor = fields.String()
+    created_at = fields.DateTime()
+    model = fields.String(allow_none=True)
+    finish_reason = fields.String(allow_none=True)
+    usage = fields.Method("dump_usage")
+
+    def dump_usage(self, obj):
+        """Token usage in the AI SDK's names."""
+        if obj.prompt_tokens is None and obj.completion_tokens is None:
+            return None
+        return {"promptTokens": obj.prompt_tokens, "completionTokens": obj.completion_tokens}
+
+
+class ChatMessageInSchema(Schema):
+    """One incoming chat message; extra fields sent by the AI SDK are ignored."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    role = fields.String(required=True, validate=validate.OneOf(("user", "assistant")))
+    content = fields.String(required=True)
+
+
+class ChatRequestSchema(Schema):
+    """Body of ``POST /api/ai/.../chat``."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    messages = fields.List(fields.Nested(ChatMessageInSchema), required=True,
+                           validate=validate.Length(min=1, error="messages must not be empty."))
+
+
+class ChatArgs(Schema):
+    """Query args of ``POST /api/ai/.../chat``."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    chat_id = fields.Integer(required=True, strict=False)
+    is_playground = fields.Boolean(load_default=False, truthy={"true", "1"},
+                                   falsy={"false", "0"})
+    stream_protocol = fields.String(load_default="data", validate=validate.OneOf(("data", "text")))
+
+
+class ModelParametersSchema(Schema):
+    """``configuration.parameters`` of a catalog model."""
+
+    class Meta:
+        unknown = RAISE
+
+    max_new_tokens = fields.Integer(required=True, strict=True, validate=validate.Range(min=1))
+    typical_p = fields.Float(required=True)
+    repetition_penalty = fields.Float(required=True)
+    truncate = fields.Integer(required=True, strict=True, validate=validate.Range(min=1))
+    return_full_text = fields.Boolean(required=True)
+    temperature = fields.Float()
+
+
+class ModelConfigurationDataSchema(Schema):
+    """``configuration`` of a catalog model."""
+
+    class Meta:
+        unknown = RAISE
+
+    model = fields.String(required=True, validate=validate.Length(min=1))
+    parameters = fields.Nested(ModelParametersSchema, required=True)
+
+
+class ModelConfigurationSchema(Schema):
+    """One catalog model, as in the ``configurations`` object, plus the ``retired`` flag."""
+
+    class Meta:
+        unknown = RAISE
+
+    publisher = fields.String(required=True, validate=validate.Length(min=1))
+    name = fields.String(required=True, validate=validate.Length(min=1))
+    description = fields.String(required=True)
+    icon = fields.String(required=True)
+    type = fields.String(required=True, validate=validate.OneOf(("instruct", "chat")))
+    configuration = fields.Nested(ModelConfigurationDataSchema, required=True)
+    retired = fields.Boolean(load_default=False)
+
+
+class ModelsPayloadSchema(Schema):
+    """The ``GET /api/models`` payload (dump only)."""
+
+    configurations = fields.Dict(keys=fields.String(), values=fields.Dict())
+    models = fields.List(fields.String())
+    endpoints = fields.Dict(keys=fields.String(), values=fields.List(fields.String()))
