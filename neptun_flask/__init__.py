@@ -79,10 +79,12 @@ def register_extensions(app: Flask) -> None:
 
 def register_blueprints(app: Flask) -> None:
     """Register every blueprint."""
-    from . import auth, chats, health
+    from . import ai, auth, chats, health
 
     app.register_blueprint(health.bp)
     app.register_blueprint(auth.bp)
     app.register_blueprint(chats.bp)
+    for blueprint in ai.BLUEPRINTS:
+        app.register_blueprint(blueprint)
     from .auth.sessions import refresh_cookie
     app.after_request(refresh_cookie)

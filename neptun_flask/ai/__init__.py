@@ -1,0 +1,4 @@
+"""Streaming chat routes."""
+from .routes import BLUEPRINTS
+
+__all__ = ["BLUEPRINTS"]

@@ -1,0 +1,58 @@
+"""The one view body every chat route calls: validate, check, open the upstream, stream."""
+from __future__ import annotations
+
+from flask import current_app, g, request
+
+from ..catalog import CatalogEntry
+from ..chats.store import add_message, owned_chat
+from ..errors import ApiError
+from ..extensions import db
+from ..providers import get_adapter
+from ..providers.base import RequestTooLarge
+from ..schemas import ChatArgs, ChatRequestSchema
+from ..streaming.protocol import ENCODERS
+from ..streaming.relay import ReplyStream, ReplyTarget
+from ..streaming.upstream import Timeouts, open_upstream
+from ..validation import load_args, load_body
+from .settings import provider_settings
+
+RETIRED_MESSAGE = "Service not available anymore."
+_args_schema = ChatArgs()
+_body_schema = ChatRequestSchema()
+
+
+def chat_response(entry: CatalogEntry | None, invalid_message: str):
+    """Stream ``entry``'s reply to the posted messages (the checks run in the documented order)."""
+    args = load_args(_args_schema)
+    if entry is None:
+        raise ApiError(400, invalid_message)
+    if entry.retired:
+        raise ApiError(400, RETIRED_MESSAGE)
+    messages = load_body(_body_schema)["messages"]
+    chat_id = args["chat_id"] if args["chat_id"] != -1 and not args["is_playground"] else None
+    if chat_id is not None:
+        owned_chat(chat_id, g.user_id)
+    config = current_app.config
+    spec = entry.spec
+    adapter = get_adapter(spec.provider)
+    settings = provider_settings(spec.provider, config)
+    try:
+        upstream_request = adapter.build_request(spec, messages, settings,
+                                                 config["NEPTUN_SYSTEM_PROMPT"])
+    except RequestTooLarge:
+        raise ApiError(400, "The last message is too long for this model.") from None
+    if chat_id is not None and messages[-1]["role"] == "user":
+        add_message(chat_id, "user", messages[-1]["content"])
+    db.session.close()  # no database connection is held while the reply streams
+    timeouts = Timeouts.from_config(config)
+    response = open_upstream(upstream_request, adapter, spec.provider, timeouts)
+    encoder = ENCODERS[args["stream_protocol"]]
+    target = ReplyTarget(current_app._get_current_object(), chat_id) if chat_id else None
+    stream = ReplyStream(response=response, adapter=adapter, request=upstream_request,
+                         encoder=encoder, timeouts=timeouts, model_id=entry.model_id,
+                         target=target, environ=request.environ)
+    failure = stream.prime()
+    if failure is not None:
+        raise ApiError(502, failure)
+    return current_app.response_class(stream, status=200, content_type=encoder.content_type,
+                                      headers=encoder.headers)

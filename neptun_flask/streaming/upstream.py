@@ -1,0 +1,96 @@
+"""Opening an upstream stream with ``requests`` and mapping its failures to API errors."""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import requests
+from requests.adapters import HTTPAdapter
+
+from ..errors import ApiError
+from ..providers.base import Adapter, UpstreamRequest
+
+log = logging.getLogger(__name__)
+
+_ERROR_BODY_LIMIT = 64 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    """Upstream timeouts in seconds."""
+
+    connect: float
+    first_token: float
+    idle: float
+    total: float
+
+    @classmethod
+    def from_config(cls, config) -> "Timeouts":
+        """Read the UPSTREAM_*_TIMEOUT settings."""
+        return cls(config["UPSTREAM_CONNECT_TIMEOUT"], config["UPSTREAM_FIRST_TOKEN_TIMEOUT"],
+                   config["UPSTREAM_IDLE_TIMEOUT"], config["UPSTREAM_TOTAL_TIMEOUT"])
+
+
+def _new_session() -> requests.Session:
+    """A pooled session; many concurrent streams to one host must not churn connections."""
+    session = requests.Session()
+    adapter = HTTPAdapter(pool_connections=8, pool_maxsize=1024, max_retries=0)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    session.trust_env = False  # never pick up proxies or .netrc credentials by surprise
+    return session
+
+
+_session = _new_session()
+
+
+def open_upstream(request: UpstreamRequest, adapter: Adapter, provider: str,
+                  timeouts: Timeouts) -> requests.Response:
+    """POST the request with streaming on; return the 200 response or raise ApiError."""
+    try:
+        response = _session.post(request.url, json=request.json, headers=request.headers,
+                                 stream=True, timeout=(timeouts.connect, timeouts.first_token))
+    except requests.Timeout:
+        raise ApiError(504, f"Provider {provider} timed out") from None
+    except requests.RequestException as error:
+        log.warning("upstream %s unreachable: %s", provider, type(error).__name__)
+        raise ApiError(503, f"Provider {provider} is unreachable") from None
+    if response.status_code == 200:
+        return response
+    try:
+        raise _status_error(response, adapter, provider)
+    finally:
+        response.close()
+
+
+def _status_error(response: requests.Response, adapter: Adapter, provider: str) -> ApiError:
+    """The API error for a non-200 upstream answer."""
+    status = response.status_code
+    message = adapter.error_message(status, _read_error_body(response))
+    log.warning("upstream %s answered %s", provider, status)
+    if status in (401, 403):
+        return ApiError(502, "Upstream authentication failed")
+    if status in (404, 410):
+        return ApiError(400, "Service not available anymore.")
+    if status == 429:
+        retry_after = response.headers.get("Retry-After")
+        return ApiError(429, message, headers={"Retry-After": retry_after} if retry_after else None)
+    if status in (503, 504):
+        return ApiError(status, message)
+    return ApiError(502, message)
+
+
+def _read_error_body(response: requests.Response) -> bytes:
+    """At most 64 KiB of an error body; an unreadable body is empty."""
+    try:
+        return response.raw.read(_ERROR_BODY_LIMIT, decode_content=True) or b""
+    except Exception:  # noqa: BLE001 - the status alone still says what happened
+        return b""
+
+
+def set_read_timeout(response: requests.Response, seconds: float) -> None:
+    """Change the socket read timeout of an open stream (first-token -> idle timeout)."""
+    connection = getattr(response.raw, "_connection", None)
+    sock = getattr(connection, "sock", None)
+    if sock is not None:
+        sock.settimeout(seconds)
