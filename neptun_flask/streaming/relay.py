@@ -16,7 +16,7 @@ from ..providers.framing import MalformedEvent, iter_events
 from .disconnect import watch_disconnect
 from .protocol import Encoder, TextEncoder
 from .textfilters import ControlTokenFilter, ThinkSplitter
-from .upstream import Timeouts, set_read_timeout
+from .upstream import Timeouts, abort_upstream, set_read_timeout
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +40,7 @@ class ReplyStream:
     """A WSGI response iterable relaying one upstream reply; ``close()`` releases everything."""
 
     def __init__(self, *, response: requests.Response, adapter, request: UpstreamRequest,
-                 encoder: Encoder, timeouts: Timeouts, model_id: str,
+                 encoder: Encoder, timeouts: Timeouts, model_id: str, max_tokens: int,
                  target: ReplyTarget | None, environ: dict):
         self._response = response
         self._events = iter_events(response.iter_content(chunk_size=None), adapter,
@@ -48,6 +48,7 @@ class ReplyStream:
         self._encoder = encoder
         self._timeouts = timeouts
         self._model_id = model_id
+        self._max_tokens = max_tokens
         self._target = target
         self._prompt_estimate = request.prompt_tokens_estimate
         self._controls = ControlTokenFilter()
@@ -172,10 +173,18 @@ class ReplyStream:
         if self._error is not None and isinstance(self._encoder, TextEncoder):
             raise StreamCut(self._error)
 
+    def _finish_reason(self, completion_tokens: int) -> str:
+        """The finish reason; upstreams that report none (Cloudflare) stop at max tokens."""
+        if self._error is not None:
+            return "error"
+        if self._reason is None and completion_tokens >= self._max_tokens:
+            return "length"
+        return self._reason or "stop"
+
     def _finish_bytes(self) -> bytes:
         """The error part (if any) and the finish parts."""
         prompt, completion = self._token_counts()
-        reason = "error" if self._error is not None else (self._reason or "stop")
+        reason = self._finish_reason(completion)
         head = self._encoder.error(self._error) if self._error is not None else b""
         return head + self._encoder.finish(reason, prompt, completion)
 
@@ -194,7 +203,7 @@ class ReplyStream:
     def _on_disconnect(self) -> None:
         """The client is gone: close the upstream now, even if it is silent."""
         self._aborted = True
-        self._response.close()
+        abort_upstream(self._response)
 
     def close(self, record: bool = True) -> None:
         """Called by the WSGI server (or on a failed prime): close upstream, record once."""
@@ -212,13 +221,8 @@ class ReplyStream:
 
     def _record(self) -> None:
         """Store the assistant reply, whole or partial, with its finish reason and usage."""
-        if self._aborted:
-            reason = "aborted"
-        elif self._error is not None:
-            reason = "error"
-        else:
-            reason = self._reason or "stop"
         prompt, completion = self._token_counts()
+        reason = "aborted" if self._aborted else self._finish_reason(completion)
         try:
             with self._target.app.app_context():
                 add_message(self._target.chat_id, "assistant", "".join(self._text),

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import socket
 from dataclasses import dataclass
 
 import requests
@@ -88,9 +89,26 @@ def _read_error_body(response: requests.Response) -> bytes:
         return b""
 
 
+def _socket_of(response: requests.Response):
+    """The socket under an open streamed response (urllib3 2 keeps its connection), or None."""
+    connection = getattr(response.raw, "_connection", None)
+    return getattr(connection, "sock", None)
+
+
 def set_read_timeout(response: requests.Response, seconds: float) -> None:
     """Change the socket read timeout of an open stream (first-token -> idle timeout)."""
-    connection = getattr(response.raw, "_connection", None)
-    sock = getattr(connection, "sock", None)
+    sock = _socket_of(response)
     if sock is not None:
         sock.settimeout(seconds)
+
+
+def abort_upstream(response: requests.Response) -> None:
+    """Hang up on the upstream from another greenlet: shut the socket down so the reader wakes
+    with EOF (closing the buffered file under a blocked reader raises instead)."""
+    sock = _socket_of(response)
+    if sock is None:
+        return
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass  # already closed

@@ -1,0 +1,97 @@
+"""Small helpers shared by the provider adapters: parameters, auth, OpenAI chunks, errors."""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from .base import Event, FinishReason, ReasoningDelta, TextDelta, Usage
+from .framing import MalformedEvent
+
+# OpenAI-style finish reasons -> AI SDK vocabulary (hyphens, not underscores).
+_OPENAI_FINISH = {
+    "stop": "stop",
+    "length": "length",
+    "tool_calls": "tool-calls",
+    "content_filter": "content-filter",
+    "error": "error",
+}
+
+
+def param(parameters: dict[str, Any], key: str) -> Any:
+    """Return a catalog parameter, or None when absent, null or -1 (provider default)."""
+    value = parameters.get(key)
+    if value is None or value == -1:
+        return None
+    return value
+
+
+def bearer(api_key: str | None) -> dict[str, str]:
+    """Return the Authorization header for an API key, or nothing without one."""
+    return {"Authorization": f"Bearer {api_key}"} if api_key else {}
+
+
+def require_dict(payload: Any) -> dict[str, Any]:
+    """Return the payload if it is a JSON object; raise MalformedEvent otherwise."""
+    if not isinstance(payload, dict):
+        raise MalformedEvent(f"expected a JSON object, got {type(payload).__name__}")
+    return payload
+
+
+def map_openai_finish(reason: str) -> str:
+    """Map an OpenAI-style finish_reason to the AI SDK vocabulary."""
+    return _OPENAI_FINISH.get(reason, "other")
+
+
+def usage_from(usage: Any) -> Usage | None:
+    """Build Usage from an OpenAI-style usage object, or None if there is none."""
+    if not isinstance(usage, dict):
+        return None
+    return Usage(usage.get("prompt_tokens"), usage.get("completion_tokens"))
+
+
+def parse_openai_chunk(payload: dict[str, Any], reasoning_key: str) -> list[Event]:
+    """Turn one ``chat.completion.chunk`` into events (reasoning, text, finish, usage)."""
+    events: list[Event] = []
+    choices = payload.get("choices")
+    if choices:
+        choice = choices[0]
+        delta = choice.get("delta")
+        if delta:
+            reasoning = delta.get(reasoning_key)
+            if reasoning:
+                events.append(ReasoningDelta(reasoning))
+            content = delta.get("content")
+            if content:
+                events.append(TextDelta(content))
+        reason = choice.get("finish_reason")
+        if reason:
+            events.append(FinishReason(map_openai_finish(reason)))
+    usage = payload.get("usage")
+    if usage:
+        events.append(usage_from(usage) or Usage(None, None))
+    return events
+
+
+def error_text(error: Any) -> str | None:
+    """Return the message of an ``error`` field that is a string or ``{"message": ...}``."""
+    if isinstance(error, str):
+        return error or None
+    if isinstance(error, dict):
+        message = error.get("message")
+        if isinstance(message, str) and message:
+            return message
+    return None
+
+
+def load_error_body(body: bytes) -> Any:
+    """Decode a JSON error body; None when it is not JSON."""
+    try:
+        return json.loads(body)
+    except ValueError:
+        return None
+
+
+def fallback_message(status: int, body: bytes) -> str:
+    """Return the start of the body as text, or ``HTTP <status>`` when it is empty."""
+    text = body[:800].decode("utf-8", "replace").strip()
+    return text[:200] if text else f"HTTP {status}"

@@ -1,0 +1,77 @@
+"""Ollama adapter: ``POST {base}/api/chat``, answered with NDJSON (not SSE).
+
+Lines look like ``{"message":{"role":"assistant","content":"Le"},"done":false}``; the last
+has ``"done":true``, ``done_reason`` and the counts ``prompt_eval_count``/``eval_count``
+(either may be missing, e.g. for a cached prompt) and may still carry text. A failure
+after HTTP 200 is one last line ``{"error":"..."}``.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from .base import (End, Event, FinishReason, ModelSpec, ProviderSettings, ReasoningDelta,
+                   TextDelta, UpstreamError, UpstreamRequest, Usage)
+from .common import bearer, error_text, fallback_message, load_error_body, param, require_dict
+from .context import chat_messages, estimate_prompt_tokens, fit_messages
+
+# Catalog parameter -> Ollama option.
+_OPTIONS = (("temperature", "temperature"), ("typical_p", "typical_p"),
+            ("repetition_penalty", "repeat_penalty"))
+
+
+class OllamaAdapter:
+    """Adapter for an Ollama server's chat API."""
+
+    name = "ollama"
+
+    def build_request(self, model: ModelSpec, messages: list[dict[str, str]],
+                      settings: ProviderSettings, system_prompt: str) -> UpstreamRequest:
+        """Build the streaming ``/api/chat`` request; sampling options only where set."""
+        parameters = model.parameters
+        chat = fit_messages(chat_messages(messages, system_prompt),
+                            parameters.get("truncate"), parameters.get("max_new_tokens"))
+        options: dict[str, Any] = {"num_predict": parameters["max_new_tokens"]}
+        for key, option in _OPTIONS:
+            value = param(parameters, key)
+            if value is not None:
+                options[option] = value
+        return UpstreamRequest(
+            url=f"{settings.base_url.rstrip('/')}/api/chat",
+            json={"model": model.upstream_id, "messages": chat, "stream": True,
+                  "options": options},
+            headers=bearer(settings.api_key), framing="ndjson",
+            prompt_tokens_estimate=estimate_prompt_tokens(chat))
+
+    def parse_event(self, payload: Any) -> list[Event]:
+        """Turn one NDJSON line into events; ``done: true`` brings usage and the end."""
+        line = require_dict(payload)
+        error = line.get("error")
+        if error:
+            return [UpstreamError(error_text(error) or str(error))]
+        events: list[Event] = []
+        message = line.get("message")
+        if message:
+            thinking = message.get("thinking")
+            if thinking:
+                events.append(ReasoningDelta(thinking))
+            content = message.get("content")
+            if content:
+                events.append(TextDelta(content))
+        if line.get("done"):
+            events.append(Usage(line.get("prompt_eval_count"), line.get("eval_count")))
+            reason = line.get("done_reason")
+            events.append(FinishReason("length" if reason == "length" else "stop"))
+            events.append(End())
+        return events
+
+    def error_message(self, status: int, body: bytes) -> str:
+        """Read ``{"error": "..."}``."""
+        try:
+            data = load_error_body(body)
+            message = error_text(data.get("error")) if isinstance(data, dict) else None
+        except Exception:  # noqa: BLE001 - an error path must never raise
+            message = None
+        return message or fallback_message(status, body)
+
+
+adapter = OllamaAdapter()

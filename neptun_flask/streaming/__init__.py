@@ -1,0 +1,1 @@
+"""Relaying upstream replies to the client: stream encoders and text filters."""

@@ -1,0 +1,152 @@
+"""End to end: upstream failures before and after the first byte, timeouts, disconnects."""
+from __future__ import annotations
+
+import time
+
+import pytest
+import requests
+
+from tests.fakes.protocols import expected_text
+
+from .conftest import Client
+from .server import Gunicorn, free_port, upstream_env
+from .streams import parse_data_stream
+from .test_streaming import MODEL_PATHS, directive
+
+PROVIDERS = sorted(MODEL_PATHS)
+
+
+@pytest.mark.parametrize("status,expected_status,message", [
+    (401, 502, "Upstream authentication failed"),
+    (403, 502, "Upstream authentication failed"),
+    (404, 400, "Service not available anymore."),
+    (410, 400, "Service not available anymore."),
+    (400, 502, "fake says no"),
+    (402, 502, "fake says no"),
+    (500, 502, "fake says no"),
+    (503, 503, "fake says no"),
+])
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_upstream_status_before_first_byte(api, provider, status, expected_status, message):
+    """An upstream error status becomes a JSON error with the mapped status."""
+    response = api.chat(MODEL_PATHS[provider], directive(status=status, body="fake says no"))
+    assert response.status_code == expected_status
+    body = response.json()
+    assert body["statusCode"] == expected_status
+    assert body["statusMessage"] == message
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_upstream_429_keeps_retry_after(api, provider):
+    """429 passes through with the upstream's Retry-After."""
+    response = api.chat(MODEL_PATHS[provider],
+                        directive(status=429, body="slow down", retry_after=7))
+    assert response.status_code == 429
+    assert response.headers["Retry-After"] == "7"
+    assert response.json()["statusMessage"] == "slow down"
+
+
+def test_upstream_headers_too_slow_is_504(api):
+    """No response within the first-token timeout (2 s here) is a 504 JSON error."""
+    response = api.chat(MODEL_PATHS["openrouter"],
+                        directive(first_delay_ms=3000, delay_headers=True))
+    assert response.status_code == 504
+    assert response.json()["statusCode"] == 504
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_error_event_before_any_text_is_an_http_error(api, provider):
+    """An in-stream error before the first token still gets a real HTTP status."""
+    response = api.chat(MODEL_PATHS[provider], directive(fault="error_event", at=0))
+    assert response.status_code == 502
+    assert response.json()["statusCode"] == 502
+
+
+@pytest.mark.parametrize("fault", ["error_event", "malformed", "no_terminator", "reset"])
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_failure_after_first_byte(api, provider, fault):
+    """After the first byte: the partial text, one error part, then finish parts with "error"."""
+    chat_id = api.create_chat("ollama/rwkv-6-world")
+    response = api.chat(MODEL_PATHS[provider], directive(fault=fault, at=2), chat_id=chat_id)
+    assert response.status_code == 200
+    reply = parse_data_stream(response.text)
+    sent = expected_text(5 if fault == "no_terminator" else 2)  # no_terminator sends all tokens
+    assert reply.text == sent
+    assert len(reply.errors) == 1
+    assert reply.codes[-3:] == ["3", "e", "d"]
+    assert reply.finish["finishReason"] == "error"
+    stored = api.messages(chat_id)[-1]
+    assert (stored["actor"], stored["message"], stored["finish_reason"]) == (
+        "assistant", sent, "error")
+
+
+def test_stalled_upstream_hits_idle_timeout(api):
+    """An upstream silent for longer than UPSTREAM_IDLE_TIMEOUT (1 s here; the first-token
+    timeout is 2 s) ends as an error after about 1 s."""
+    started = time.monotonic()
+    reply = parse_data_stream(api.chat(MODEL_PATHS["huggingface"],
+                                       directive(fault="stall", at=3)).text)
+    assert reply.text == expected_text(3)
+    assert reply.finish["finishReason"] == "error"
+    assert "timed out" in reply.errors[0]
+    assert 0.9 < time.monotonic() - started < 1.9
+
+
+def _read_parts(response: requests.Response, count: int) -> None:
+    """Read the stream until ``count`` text parts arrived."""
+    seen = 0
+    for line in response.iter_lines():
+        seen += line.startswith(b"0:")
+        if seen == count:
+            return
+    raise AssertionError("stream ended early")
+
+
+@pytest.mark.parametrize("fault", [{"fault": "stall", "at": 2}, {"tokens": 200, "delay_ms": 50}])
+def test_client_disconnect_closes_upstream_and_stores_partial(server, upstream, fault):
+    """A client that goes away closes the upstream within 1 s; the partial reply is "aborted"."""
+    api = Client(server.base_url)
+    chat_id = api.create_chat("qwen/Qwen2.5-72B-Instruct")
+    upstream.reset()
+    response = api.chat(MODEL_PATHS["huggingface"], directive(**fault), chat_id=chat_id,
+                        stream=True)
+    _read_parts(response, 2)
+    response.close()  # an unfinished streamed response closes its connection, like a closed tab
+    closed = time.monotonic()
+    entry = upstream.wait_for(lambda log: [e for e in log if e["closed_at"]], timeout=5)[0]
+    assert entry["outcome"] == "client_closed"
+    assert entry["closed_at"] - closed < 1.0
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        stored = api.messages(chat_id)
+        if len(stored) == 2:
+            break
+        time.sleep(0.05)
+    assert stored[1]["finish_reason"] == "aborted"
+    assert stored[1]["message"].startswith(expected_text(2))
+
+
+@pytest.fixture(scope="module")
+def broken_server(migrated):
+    """A server whose Hugging Face has no key and whose other providers point at a dead port."""
+    env = upstream_env(f"http://127.0.0.1:{free_port()}")
+    env["HUGGINGFACE_API_KEY"] = ""
+    process = Gunicorn({"DATABASE_URL": migrated, **env, "UPSTREAM_CONNECT_TIMEOUT": "2"})
+    yield process
+    process.stop()
+
+
+def test_provider_not_configured_is_503(broken_server):
+    """Missing credentials are a 503 naming the provider, not a 500."""
+    response = Client(broken_server.base_url).chat(MODEL_PATHS["huggingface"])
+    assert response.status_code == 503
+    assert response.json() == {"statusCode": 503,
+                               "statusMessage": "Provider huggingface is not configured"}
+
+
+@pytest.mark.parametrize("provider", ["cloudflare", "openrouter", "ollama"])
+def test_refused_connection_is_503(broken_server, provider):
+    """An upstream that refuses connections is a 503 JSON error."""
+    response = Client(broken_server.base_url).chat(MODEL_PATHS[provider])
+    assert response.status_code == 503
+    assert response.json()["statusMessage"] == f"Provider {provider} is unreachable"
