@@ -21,7 +21,7 @@ POOL_SIZE = 5
 def small_pool_server(upstream, migrated):
     """The app with DATABASE_POOL_SIZE=5 (and no overflow)."""
     process = Gunicorn({"DATABASE_URL": migrated, **upstream_env(upstream.base_url),
-                        **TIMEOUT_ENV, "UPSTREAM_IDLE_TIMEOUT": "5",
+                        **TIMEOUT_ENV, "UPSTREAM_IDLE_TIMEOUT": "5", "UPSTREAM_TOTAL_TIMEOUT": "120",
                         "DATABASE_POOL_SIZE": str(POOL_SIZE)})
     yield process
     process.stop()
