@@ -4,6 +4,9 @@ from __future__ import annotations
 from marshmallow import EXCLUDE, RAISE, Schema, fields, validate
 
 MIN_PASSWORD_LENGTH = 8
+#: Largest row id: ids are 32-bit INTEGER columns on PostgreSQL, and larger values sent as
+#: parameters make the query itself fail (a 500), so ids beyond it are refused up front.
+MAX_ID = 2**31 - 1
 _ORDER_FIELDS = ("updated_at", "created_at")
 
 
@@ -54,8 +57,9 @@ class ChatIdsSchema(Schema):
     class Meta:
         unknown = EXCLUDE
 
-    chat_ids = fields.List(fields.Integer(strict=True), required=True,
-                           validate=validate.Length(min=1, max=1000))
+    chat_ids = fields.List(
+        fields.Integer(strict=True, validate=validate.Range(min=1, max=MAX_ID)),
+        required=True, validate=validate.Length(min=1, max=1000))
 
 
 class ChatListArgs(Schema):

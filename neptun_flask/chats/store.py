@@ -6,11 +6,14 @@ from sqlalchemy import select, update
 from ..errors import ApiError
 from ..extensions import db
 from ..models import Chat, ChatMessage, utcnow
+from ..schemas import MAX_ID
 
 
 def owned_chat(chat_id: int, user_id: int) -> Chat:
     """The user's chat, or 404 (another user's chat looks exactly like a missing one)."""
-    chat = db.session.scalar(select(Chat).where(Chat.id == chat_id, Chat.user_id == user_id))
+    # An id no row can have is missing too (querying it would fail: integer out of range).
+    chat = None if not 0 < chat_id <= MAX_ID else db.session.scalar(
+        select(Chat).where(Chat.id == chat_id, Chat.user_id == user_id))
     if chat is None:
         raise ApiError(404, "Chat not found")
     return chat
