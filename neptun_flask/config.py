@@ -83,6 +83,7 @@ def load_config(env: dict | None = None) -> dict:
             "CLOUDFLARE_BASE_URL", "https://api.cloudflare.com/client/v4"),
         "OPENROUTER_API_KEY": env.get("OPENROUTER_API_KEY") or None,
         "OPENROUTER_BASE_URL": env.get("OPENROUTER_BASE_URL", "https://openrouter.ai/api/v1"),
+        "OPENROUTER_APP_URL": env.get("OPENROUTER_APP_URL") or None,
         "OLLAMA_BASE_URL": env.get("OLLAMA_BASE_URL", "http://localhost:11434"),
         "OLLAMA_API_KEY": env.get("OLLAMA_API_KEY") or None,
         "UPSTREAM_CONNECT_TIMEOUT": _float(env, "UPSTREAM_CONNECT_TIMEOUT", 10.0),

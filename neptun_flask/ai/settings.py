@@ -15,7 +15,8 @@ def provider_settings(provider: str, config) -> ProviderSettings:
                                     config["CLOUDFLARE_ACCOUNT_ID"])
         ready = bool(settings.api_key and settings.account_id)
     elif provider == "openrouter":
-        settings = ProviderSettings(config["OPENROUTER_BASE_URL"], config["OPENROUTER_API_KEY"])
+        settings = ProviderSettings(config["OPENROUTER_BASE_URL"], config["OPENROUTER_API_KEY"],
+                                    app_url=config["OPENROUTER_APP_URL"])
         ready = bool(settings.api_key)
     else:  # ollama: a local server needs no key, only a base URL
         settings = ProviderSettings(config["OLLAMA_BASE_URL"], config["OLLAMA_API_KEY"])
