@@ -12,8 +12,7 @@ from typing import Any
 
 from .base import (DONE, End, Event, ModelSpec, ProviderSettings, TextDelta, UpstreamError,
                    UpstreamRequest)
-from .common import (bearer, error_text, fallback_message, load_error_body, param,
-                     parse_openai_chunk, require_dict, usage_from)
+from .common import (bearer, copy_params, error_text, parse_openai_chunk, read_error, require_dict, usage_from)
 from .context import chat_messages, estimate_prompt_tokens, fit_messages
 
 
@@ -30,12 +29,10 @@ class CloudflareAdapter:
         parameters = model.parameters
         chat = fit_messages(chat_messages(messages, system_prompt),
                             parameters.get("truncate"), parameters.get("max_new_tokens"))
-        body: dict[str, Any] = {"messages": chat, "stream": True,
-                                "max_tokens": parameters["max_new_tokens"]}
-        for key in ("repetition_penalty", "temperature"):
-            value = param(parameters, key)
-            if value is not None:
-                body[key] = value
+        body = copy_params({"messages": chat, "stream": True,
+                            "max_tokens": parameters["max_new_tokens"]}, parameters,
+                           (("repetition_penalty", "repetition_penalty"),
+                            ("temperature", "temperature")))
         # The model id goes into the path verbatim ("@cf/meta/..."), as Cloudflare expects.
         url = (f"{settings.base_url.rstrip('/')}/accounts/{settings.account_id}"
                f"/ai/run/{model.upstream_id}")
@@ -64,12 +61,7 @@ class CloudflareAdapter:
 
     def error_message(self, status: int, body: bytes) -> str:
         """Read ``errors[0].message`` of the v4 envelope."""
-        try:
-            data = load_error_body(body)
-            message = _cloudflare_error(data) if isinstance(data, dict) else None
-        except Exception:  # noqa: BLE001 - an error path must never raise
-            message = None
-        return message or fallback_message(status, body)
+        return read_error(status, body, _cloudflare_error)
 
 
 def _cloudflare_error(data: dict[str, Any]) -> str | None:

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Callable, Iterable
 
 from .base import Event, FinishReason, ReasoningDelta, TextDelta, Usage
 from .framing import MalformedEvent
@@ -83,12 +83,29 @@ def error_text(error: Any) -> str | None:
     return None
 
 
-def load_error_body(body: bytes) -> Any:
-    """Decode a JSON error body; None when it is not JSON."""
+def read_error(status: int, body: bytes, extract: Callable[[dict], str | None]) -> str:
+    """The message ``extract`` finds in a JSON error body, else the body's start; never raises."""
     try:
-        return json.loads(body)
-    except ValueError:
-        return None
+        data = json.loads(body)
+        message = extract(data) if isinstance(data, dict) else None
+    except Exception:  # noqa: BLE001 - an error path must never raise
+        message = None
+    return message or fallback_message(status, body)
+
+
+def top_level_error(data: dict) -> str | None:
+    """The message of a body's ``error`` field (Hugging Face, Ollama)."""
+    return error_text(data.get("error"))
+
+
+def copy_params(target: dict[str, Any], parameters: dict[str, Any],
+                names: Iterable[tuple[str, str]]) -> dict[str, Any]:
+    """Copy the catalog parameters that are set into ``target``, under the provider's names."""
+    for key, name in names:
+        value = param(parameters, key)
+        if value is not None:
+            target[name] = value
+    return target
 
 
 def fallback_message(status: int, body: bytes) -> str:

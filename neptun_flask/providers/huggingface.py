@@ -14,8 +14,7 @@ from typing import Any
 
 from .base import (DONE, End, Event, FinishReason, ModelSpec, ProviderSettings, TextDelta,
                    UpstreamError, UpstreamRequest, Usage)
-from .common import (bearer, error_text, fallback_message, load_error_body, param,
-                     require_dict)
+from .common import bearer, error_text, param, read_error, require_dict, top_level_error
 from .context import estimate_tokens
 from .prompts import get_template, normalize_turns
 
@@ -78,12 +77,7 @@ class HuggingFaceAdapter:
 
     def error_message(self, status: int, body: bytes) -> str:
         """Read ``{"error": str}`` or ``{"error": {"message": str}}``."""
-        try:
-            data = load_error_body(body)
-            message = error_text(data.get("error")) if isinstance(data, dict) else None
-        except Exception:  # noqa: BLE001 - an error path must never raise
-            message = None
-        return message or fallback_message(status, body)
+        return read_error(status, body, top_level_error)
 
 
 def _final_events(text: str | None, details: Any) -> list[Event]:

@@ -11,7 +11,7 @@ from typing import Any
 
 from .base import (End, Event, FinishReason, ModelSpec, ProviderSettings, ReasoningDelta,
                    TextDelta, UpstreamError, UpstreamRequest, Usage)
-from .common import bearer, error_text, fallback_message, load_error_body, param, require_dict
+from .common import bearer, copy_params, error_text, read_error, require_dict, top_level_error
 from .context import chat_messages, estimate_prompt_tokens, fit_messages
 
 # Catalog parameter -> Ollama option.
@@ -30,11 +30,8 @@ class OllamaAdapter:
         parameters = model.parameters
         chat = fit_messages(chat_messages(messages, system_prompt),
                             parameters.get("truncate"), parameters.get("max_new_tokens"))
-        options: dict[str, Any] = {"num_predict": parameters["max_new_tokens"]}
-        for key, option in _OPTIONS:
-            value = param(parameters, key)
-            if value is not None:
-                options[option] = value
+        options = copy_params({"num_predict": parameters["max_new_tokens"]}, parameters,
+                              _OPTIONS)
         return UpstreamRequest(
             url=f"{settings.base_url.rstrip('/')}/api/chat",
             json={"model": model.upstream_id, "messages": chat, "stream": True,
@@ -66,12 +63,7 @@ class OllamaAdapter:
 
     def error_message(self, status: int, body: bytes) -> str:
         """Read ``{"error": "..."}``."""
-        try:
-            data = load_error_body(body)
-            message = error_text(data.get("error")) if isinstance(data, dict) else None
-        except Exception:  # noqa: BLE001 - an error path must never raise
-            message = None
-        return message or fallback_message(status, body)
+        return read_error(status, body, top_level_error)
 
 
 adapter = OllamaAdapter()

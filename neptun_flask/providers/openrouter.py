@@ -10,8 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from .base import DONE, End, Event, ModelSpec, ProviderSettings, UpstreamError, UpstreamRequest
-from .common import (bearer, error_text, fallback_message, load_error_body, param,
-                     parse_openai_chunk, require_dict)
+from .common import bearer, copy_params, error_text, parse_openai_chunk, read_error, require_dict
 from .context import chat_messages, estimate_prompt_tokens, fit_messages
 
 APP_TITLE = "neptun-flask"
@@ -30,13 +29,10 @@ class OpenRouterAdapter:
         parameters = model.parameters
         chat = fit_messages(chat_messages(messages, system_prompt),
                             parameters.get("truncate"), parameters.get("max_new_tokens"))
-        body: dict[str, Any] = {
+        body = copy_params({
             "model": model.upstream_id, "messages": chat, "stream": True,
-            "max_tokens": parameters["max_new_tokens"], "usage": {"include": True}}
-        for key in ("temperature", "repetition_penalty"):
-            value = param(parameters, key)
-            if value is not None:
-                body[key] = value
+            "max_tokens": parameters["max_new_tokens"], "usage": {"include": True}}, parameters,
+            (("temperature", "temperature"), ("repetition_penalty", "repetition_penalty")))
         headers = bearer(settings.api_key)
         headers["HTTP-Referer"] = settings.app_url or DEFAULT_APP_URL
         headers["X-Title"] = APP_TITLE
@@ -57,16 +53,16 @@ class OpenRouterAdapter:
 
     def error_message(self, status: int, body: bytes) -> str:
         """Read ``error.message``, or the provider's own ``error.metadata.raw`` text."""
-        try:
-            data = load_error_body(body)
-            error = data.get("error") if isinstance(data, dict) else None
-            metadata = error.get("metadata") if isinstance(error, dict) else None
-            raw = metadata.get("raw") if isinstance(metadata, dict) else None
-            # "Provider returned error" says little; the raw text says what went wrong.
-            message = raw if isinstance(raw, str) and raw else error_text(error)
-        except Exception:  # noqa: BLE001 - an error path must never raise
-            message = None
-        return message or fallback_message(status, body)
+        return read_error(status, body, _openrouter_error)
+
+
+def _openrouter_error(data: dict) -> str | None:
+    """``error.metadata.raw`` when present ("Provider returned error" says little), else
+    ``error.message``."""
+    error = data.get("error")
+    metadata = error.get("metadata") if isinstance(error, dict) else None
+    raw = metadata.get("raw") if isinstance(metadata, dict) else None
+    return raw if isinstance(raw, str) and raw else error_text(error)
 
 
 adapter = OpenRouterAdapter()
