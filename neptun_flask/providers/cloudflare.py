@@ -12,7 +12,8 @@ from typing import Any
 
 from .base import (DONE, End, Event, ModelSpec, ProviderSettings, TextDelta, UpstreamError,
                    UpstreamRequest)
-from .common import (bearer, copy_params, error_text, parse_openai_chunk, read_error, require_dict, usage_from)
+from .common import (bearer, copy_params, error_text, parse_openai_chunk, read_error, require_dict,
+                     usage_from)
 from .context import chat_messages, estimate_prompt_tokens, fit_messages
 
 
