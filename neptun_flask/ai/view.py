@@ -50,7 +50,8 @@ def chat_response(entry: CatalogEntry | None, invalid_message: str):
     target = ReplyTarget(current_app._get_current_object(), chat_id) if chat_id else None
     stream = ReplyStream(response=response, adapter=adapter, request=upstream_request,
                          encoder=encoder, timeouts=timeouts, model_id=entry.model_id,
-                         max_tokens=spec.parameters["max_new_tokens"], target=target, environ=request.environ)
+                         max_tokens=spec.parameters["max_new_tokens"], target=target,
+                         environ=request.environ)
     failure = stream.prime()
     if failure is not None:
         raise ApiError(502, failure)
