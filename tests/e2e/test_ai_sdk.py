@@ -1,0 +1,160 @@
+"""End to end through the real AI SDK: replies read by the `ai` npm package's own useChat code.
+
+tests/e2e/aisdk/read_stream.mjs hands each request to ``callChatApi`` from @ai-sdk/ui-utils
+(the exact version ai@4.3.19 depends on and re-exports ``processDataStream`` from): the function
+useChat runs to fetch, reject non-2xx answers, parse the data stream and assemble the message.
+So a part the SDK would reject fails these tests, not only a part our own parser would reject.
+
+The Node dependencies are installed from the lockfile on first use (``npm ci``); without node
+and npm these tests fail rather than skip, so a CI without Node cannot pass silently.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import uuid
+from pathlib import Path
+
+import pytest
+
+from tests.fakes.protocols import expected_text
+
+from .streams import parse_data_stream
+from .test_streaming import MODEL_PATHS, directive
+
+AISDK_DIR = Path(__file__).resolve().parent / "aisdk"
+SCRIPT = AISDK_DIR / "read_stream.mjs"
+INSTALL_TIMEOUT = 300
+#: Packages whose presence means ``npm ci`` has run (it removes node_modules before installing).
+INSTALLED_MARKERS = ("ai/package.json", "@ai-sdk/ui-utils/package.json", "zod/package.json")
+
+
+def _node_major(node: str) -> int:
+    """The major version of ``node``, e.g. 20 for v20.11.1."""
+    version = subprocess.run([node, "--version"], capture_output=True, text=True, timeout=30,
+                             check=True).stdout.strip()
+    return int(version.lstrip("v").split(".")[0])
+
+
+def _install(npm: str) -> None:
+    """``npm ci`` in tests/e2e/aisdk, exactly as locked; fail the test on any problem."""
+    try:
+        result = subprocess.run([npm, "ci", "--no-audit", "--no-fund"], cwd=AISDK_DIR, check=False,
+                                capture_output=True, text=True, timeout=INSTALL_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"`npm ci` in {AISDK_DIR} did not finish within {INSTALL_TIMEOUT} s",
+                    pytrace=False)
+    if result.returncode != 0:
+        pytest.fail(f"`npm ci` in {AISDK_DIR} failed with exit code {result.returncode}:\n"
+                    f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}", pytrace=False)
+
+
+@pytest.fixture(scope="module")
+def node():
+    """The node executable, with the AI SDK installed next to the reader script."""
+    node, npm = shutil.which("node"), shutil.which("npm")
+    missing = [name for name, path in (("node", node), ("npm", npm)) if path is None]
+    if missing:
+        pytest.fail(f"tests/e2e/test_ai_sdk.py needs Node.js (>= 18) and npm on PATH to run the "
+                    f"AI SDK's stream parser; not found: {', '.join(missing)}", pytrace=False)
+    if _node_major(node) < 18:
+        pytest.fail("the AI SDK (ai@4) needs Node.js >= 18 (global fetch)", pytrace=False)
+    modules = AISDK_DIR / "node_modules"
+    if not all((modules / marker).is_file() for marker in INSTALLED_MARKERS):
+        _install(npm)
+    return node
+
+
+@pytest.fixture
+def sdk_chat(node, api, server):
+    """Send one chat request through the SDK's callChatApi; returns what the SDK produced."""
+
+    def chat(path: str, content: str = "Hi") -> dict:
+        # The body useChat posts: the chat id and its messages, each with id, createdAt, parts.
+        body = {"id": f"chat-{uuid.uuid4().hex[:8]}",
+                "messages": [{"id": "m1", "role": "user", "content": content,
+                              "createdAt": "2025-01-01T00:00:00.000Z",
+                              "parts": [{"type": "text", "text": content}]}]}
+        url = f"{server.base_url}/api/ai/{path}/chat?chat_id=-1"
+        result = subprocess.run([node, str(SCRIPT), url, api.cookie], input=json.dumps(body),
+                                capture_output=True, text=True, encoding="utf-8", timeout=60,
+                                cwd=AISDK_DIR, check=False)
+        assert result.returncode == 0, f"read_stream.mjs crashed:\n{result.stderr}"
+        return json.loads(result.stdout)
+
+    return chat
+
+
+def _assert_numeric_usage(usage: dict | None) -> None:
+    """Token counts the SDK parsed as numbers (it makes non-numbers NaN, printed as null)."""
+    assert usage is not None
+    assert all(isinstance(usage[key], int) for key in
+               ("promptTokens", "completionTokens", "totalTokens")), usage
+    assert usage["promptTokens"] > 0
+    assert usage["totalTokens"] == usage["promptTokens"] + usage["completionTokens"]
+
+
+@pytest.mark.parametrize("provider", sorted(MODEL_PATHS))
+def test_sdk_reads_a_normal_reply(sdk_chat, api, provider):
+    """Every provider's reply is accepted whole by the SDK, with a "stop" finish and usage."""
+    sent = parse_data_stream(api.chat(MODEL_PATHS[provider]).text).finish["usage"]
+    result = sdk_chat(MODEL_PATHS[provider])
+    assert result["error"] is None
+    assert result["text"] == expected_text(5)
+    assert result["reasoning"] == ""
+    assert result["finishReason"] == "stop"
+    _assert_numeric_usage(result["usage"])
+    # The counts our d: part carried (TGI counts its EOS token, so not always 5).
+    assert result["usage"] == {**sent, "totalTokens": sent["promptTokens"]
+                               + sent["completionTokens"]}
+
+
+def test_sdk_reads_deepseek_reasoning(sdk_chat):
+    """g: parts become the SDK message's reasoning, 0: parts its content."""
+    result = sdk_chat("huggingface/DeepSeek-R1-Distill-Qwen-32B",
+                      directive(pieces=["Let me think", "</think>", "Answer"]))
+    assert result["error"] is None
+    assert result["reasoning"] == "Let me think"
+    assert result["text"] == "Answer"
+    assert result["finishReason"] == "stop"
+    _assert_numeric_usage(result["usage"])
+
+
+@pytest.mark.parametrize("provider", sorted(MODEL_PATHS))
+def test_sdk_raises_our_in_stream_error(sdk_chat, api, provider):
+    """A 3: part makes the SDK throw with exactly its text; the text before it stays."""
+    content = directive(fault="error_event", at=2)
+    raw = parse_data_stream(api.chat(MODEL_PATHS[provider], content).text)
+    assert len(raw.errors) == 1
+    result = sdk_chat(MODEL_PATHS[provider], content)
+    assert result["error"] == raw.errors[0]
+    assert result["text"] == expected_text(2)
+    # The SDK throws at the 3: part, so the e:/d: parts after it (finishReason "error") are
+    # never read: useChat's onFinish does not run and no finish reason or usage reaches it.
+    assert result["finishReason"] is None
+    assert result["usage"] is None
+
+
+def test_sdk_raises_the_json_error_of_a_failed_request(sdk_chat):
+    """A non-2xx answer makes the SDK throw with the raw JSON error body as the message."""
+    result = sdk_chat(MODEL_PATHS["openrouter"], directive(status=401))
+    assert result["error"] is not None
+    assert json.loads(result["error"]) == {"statusCode": 502,
+                                           "statusMessage": "Upstream authentication failed"}
+    assert result["text"] == ""
+    assert result["finishReason"] is None
+
+
+TRICKY_PIECES = ["Line one\n", "line two says \"hi\"", " and C:\\temp\\new",
+                 " \\n is not a newline", " 👋🏽 héllo ñ 中文 Ωμέγα", " \u2028\u2029\t end"]
+
+
+@pytest.mark.parametrize("provider", sorted(MODEL_PATHS))
+def test_sdk_receives_tricky_text_intact(sdk_chat, provider):
+    """Newlines, quotes, backslashes, emoji and non-ASCII survive the SDK's line splitting."""
+    result = sdk_chat(MODEL_PATHS[provider], directive(pieces=TRICKY_PIECES))
+    assert result["error"] is None
+    assert result["text"] == "".join(TRICKY_PIECES)
+    assert result["finishReason"] == "stop"
+    _assert_numeric_usage(result["usage"])
