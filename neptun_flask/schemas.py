@@ -1,6 +1,8 @@
 """Marshmallow schemas: request bodies and query args load, payloads dump."""
 from __future__ import annotations
 
+import re
+
 from marshmallow import EXCLUDE, RAISE, Schema, fields, validate
 
 MIN_PASSWORD_LENGTH = 8
@@ -8,6 +10,36 @@ MIN_PASSWORD_LENGTH = 8
 #: parameters make the query itself fail (a 500), so ids beyond it are refused up front.
 MAX_ID = 2**31 - 1
 _ORDER_FIELDS = ("updated_at", "created_at")
+#: Surrogate code points: JSON decoding pairs escaped surrogates, so any left is unpaired.
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+class Text(fields.String):
+    """A request string the database and UTF-8 can take: no unpaired surrogate, and no NUL
+    unless ``allow_nul`` (for passwords, which are hashed, never stored).
+
+    JSON may carry both (``\\u0000``, ``\\ud800``), but PostgreSQL refuses NUL in text columns and
+    no driver (nor argon2) can encode a lone surrogate, so they would fail later as a 500.
+    """
+
+    default_error_messages = {
+        "nul": "Must not contain NUL characters.",
+        "surrogate": "Must not contain unpaired surrogates.",
+    }
+
+    def __init__(self, *, allow_nul: bool = False, **kwargs):
+        """A String field; ``allow_nul`` lets NUL characters through."""
+        super().__init__(**kwargs)
+        self.allow_nul = allow_nul
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        """Load the string, refusing characters it could not be stored or hashed with."""
+        text = super()._deserialize(value, attr, data, **kwargs)
+        if not self.allow_nul and "\x00" in text:
+            raise self.make_error("nul")
+        if _SURROGATE.search(text):
+            raise self.make_error("surrogate")
+        return text
 
 
 class SignUpSchema(Schema):
@@ -17,7 +49,7 @@ class SignUpSchema(Schema):
         unknown = EXCLUDE
 
     email = fields.Email(required=True, validate=validate.Length(max=320))
-    password = fields.String(required=True, validate=validate.Length(
+    password = Text(required=True, allow_nul=True, validate=validate.Length(
         min=MIN_PASSWORD_LENGTH, max=1024,
         error="Password must be between {min} and {max} characters long."))
 
@@ -28,8 +60,9 @@ class LoginSchema(Schema):
     class Meta:
         unknown = EXCLUDE
 
-    email = fields.String(required=True, validate=validate.Length(min=1, max=320))
-    password = fields.String(required=True, validate=validate.Length(min=1, max=1024))
+    email = Text(required=True, validate=validate.Length(min=1, max=320))
+    password = Text(required=True, allow_nul=True,
+                    validate=validate.Length(min=1, max=1024))
 
 
 class ChatCreateSchema(Schema):
@@ -38,8 +71,8 @@ class ChatCreateSchema(Schema):
     class Meta:
         unknown = EXCLUDE
 
-    model = fields.String(required=True)
-    name = fields.String(required=True, validate=validate.Length(min=3, max=255))
+    model = Text(required=True)
+    name = Text(required=True, validate=validate.Length(min=3, max=255))
 
 
 class ChatRenameSchema(Schema):
@@ -48,7 +81,7 @@ class ChatRenameSchema(Schema):
     class Meta:
         unknown = EXCLUDE
 
-    name = fields.String(required=True, validate=validate.Length(min=3, max=255))
+    name = Text(required=True, validate=validate.Length(min=3, max=255))
 
 
 class ChatIdsSchema(Schema):
@@ -115,7 +148,7 @@ class ChatMessageInSchema(Schema):
         unknown = EXCLUDE
 
     role = fields.String(required=True, validate=validate.OneOf(("user", "assistant")))
-    content = fields.String(required=True)
+    content = Text(required=True)
 
 
 class ChatRequestSchema(Schema):
