@@ -6,6 +6,7 @@ import os
 from typing import Any
 
 from flask import Flask
+from flask.sessions import SessionInterface
 from sqlalchemy import event
 from sqlalchemy.engine import Engine, make_url
 
@@ -50,11 +51,13 @@ def configure(app: Flask) -> None:
 def _engine_options(config) -> dict[str, Any]:
     """Pool settings: DATABASE_POOL_SIZE connections, checked before use."""
     url = make_url(config["SQLALCHEMY_DATABASE_URI"])
-    options: dict[str, Any] = {"pool_pre_ping": True}
+    options: dict[str, Any] = {}
     if url.get_backend_name() == "sqlite":
         options["connect_args"] = {"timeout": 30, "check_same_thread": False}
         if url.database in (None, "", ":memory:"):
             return options  # one shared in-memory connection: no pool to size
+    else:
+        options["pool_pre_ping"] = True  # a server restart must not fail the next requests
     options.update(pool_size=config["DATABASE_POOL_SIZE"], max_overflow=0, pool_timeout=30)
     return options
 
@@ -70,11 +73,28 @@ def _sqlite_pragmas(dbapi_connection, _record):
         cursor.close()
 
 
+class _NoFlaskSession(SessionInterface):
+    """Flask's signed-cookie session is unused: its cookie name carries our opaque tokens."""
+
+    def open_session(self, app, request):
+        """Always the null session (writing to it raises)."""
+        return None
+
+    def save_session(self, app, session, response):
+        """Never write Flask's session cookie over the session token."""
+
+
 def register_extensions(app: Flask) -> None:
-    """Bind db, migrations and the rate limiter."""
+    """Bind db, migrations and the rate limiter; switch off Flask's cookie session."""
     db.init_app(app)
     migrate.init_app(app, db, render_as_batch=True)
     limiter.init_app(app)
+    # There are no application-wide or default limits: decorated routes check their own limits
+    # inside the decorator, so the global before-request hook would only cost every request.
+    hooks = app.before_request_funcs.get(None, [])
+    if limiter._check_request_limit in hooks:
+        hooks.remove(limiter._check_request_limit)
+    app.session_interface = _NoFlaskSession()
 
 
 def register_blueprints(app: Flask) -> None:

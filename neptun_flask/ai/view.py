@@ -4,7 +4,7 @@ from __future__ import annotations
 from flask import current_app, g, request
 
 from ..catalog import CatalogEntry
-from ..chats.store import add_message, owned_chat
+from ..chats.store import add_message, check_owned_chat
 from ..errors import ApiError
 from ..extensions import db
 from ..providers import get_adapter
@@ -31,7 +31,7 @@ def chat_response(entry: CatalogEntry | None, invalid_message: str):
     messages = load_body(_body_schema)["messages"]
     chat_id = args["chat_id"] if args["chat_id"] != -1 and not args["is_playground"] else None
     if chat_id is not None:
-        owned_chat(chat_id, g.user_id)
+        check_owned_chat(chat_id, g.user_id)
     config = current_app.config
     spec = entry.spec
     adapter = get_adapter(spec.provider)

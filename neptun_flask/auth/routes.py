@@ -99,4 +99,4 @@ def session():
     row = find_session(session_token())
     if row is None:
         raise ApiError(401, "Unauthorized")
-    return jsonify(_session_payload(row.user, row.created_at))
+    return jsonify(_session_payload(db.session.get(User, row.user_id), row.created_at))

@@ -6,11 +6,13 @@ import secrets
 from datetime import datetime, timedelta
 
 from flask import current_app, g, request
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 
 from ..errors import ApiError
 from ..extensions import db
 from ..models import Session, utcnow
+
+_sessions = Session.__table__
 
 # Sliding expiry is written at most this often, so busy clients do not cause a write per request.
 _TOUCH_INTERVAL = timedelta(minutes=5)
@@ -36,22 +38,26 @@ def create_session(user_id: int) -> tuple[str, Session]:
     return token, row
 
 
-def find_session(token: str | None) -> Session | None:
-    """The valid, unexpired session for a cookie token; slides its expiry when due."""
+def find_session(token: str | None):
+    """The valid, unexpired session row (user_id, created_at, ...) for a cookie token, or None;
+    slides its expiry when due. Every guarded request runs this, so it is one column query."""
     if not token or len(token) > 256:
         return None
-    row = db.session.scalar(select(Session).where(Session.token_hash == hash_token(token)))
-    if row is None:
-        return None
+    row = db.session.execute(
+        select(_sessions.c.id, _sessions.c.user_id, _sessions.c.created_at,
+               _sessions.c.last_seen_at, _sessions.c.expires_at)
+        .where(_sessions.c.token_hash == hash_token(token))).first()
     now = utcnow()
-    if row.expires_at <= now:
+    if row is None or row.expires_at <= now:
         return None
     if now - row.last_seen_at >= _TOUCH_INTERVAL:
-        row.last_seen_at = now
-        row.expires_at = now + _lifetime()
+        expires = now + _lifetime()
+        db.session.execute(update(_sessions).where(_sessions.c.id == row.id)
+                           .values(last_seen_at=now, expires_at=expires))
         db.session.commit()
-        g.refreshed_session = row
+        g.refreshed_expiry = expires
     return row
+
 
 
 def revoke_session(token: str | None) -> None:
@@ -71,7 +77,6 @@ def require_session() -> None:
     row = find_session(session_token())
     if row is None:
         raise ApiError(401, "Unauthorized")
-    g.session = row
     g.user_id = row.user_id
 
 
@@ -97,7 +102,7 @@ def clear_session_cookie(response) -> None:
 
 def refresh_cookie(response):
     """after_request hook: re-send the cookie when the session's expiry slid forward."""
-    row = g.get("refreshed_session")
-    if row is not None:
-        set_session_cookie(response, session_token(), row.expires_at)
+    expires = g.get("refreshed_expiry")
+    if expires is not None:
+        set_session_cookie(response, session_token(), expires)
     return response

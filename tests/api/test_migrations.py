@@ -15,29 +15,29 @@ from neptun_flask.extensions import db
 from tests.conftest import POSTGRES_URL, make_test_config
 
 MIGRATIONS = str(Path(__file__).resolve().parents[2] / "migrations")
+# Migrations are checked on both databases in every run: PostgreSQL runs on every machine.
+PG_SERVER_URL = POSTGRES_URL or "postgresql://postgres@127.0.0.1:5432/test"
 TABLES = {"users", "sessions", "chats", "chat_messages"}
 
 
 def _admin_engine():
     """An autocommit engine on the PostgreSQL server, for CREATE/DROP DATABASE."""
-    url = POSTGRES_URL.replace("postgresql://", "postgresql+psycopg://", 1)
+    url = PG_SERVER_URL.replace("postgresql://", "postgresql+psycopg://", 1)
     return create_engine(url, isolation_level="AUTOCOMMIT")
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def fresh_database_url(request, tmp_path):
-    """An empty database: a SQLite file, or (with TEST_POSTGRES_URL) a new PostgreSQL database."""
+    """An empty database: a SQLite file, or a new database on the PostgreSQL server."""
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'migrations.sqlite3'}"
         return
-    if not POSTGRES_URL:
-        pytest.skip("TEST_POSTGRES_URL is not set")
     name = f"neptun_migrate_{uuid.uuid4().hex[:12]}"
     engine = _admin_engine()
     with engine.connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{name}"'))
     try:
-        yield f"{POSTGRES_URL.rsplit('/', 1)[0]}/{name}"
+        yield f"{PG_SERVER_URL.rsplit('/', 1)[0]}/{name}"
     finally:
         with engine.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
