@@ -1,0 +1,137 @@
+"""The benchmark's load generator: K concurrent streaming POSTs on raw asyncio sockets.
+
+Runs in its own process (``python -m tests.bench.loadgen``): one JSON job per stdin line, one
+JSON answer per stdout line. While streams run, a read costs a timestamp and a list append;
+status, body, text and timings are worked out from the recorded reads once a round is over.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+
+from .bodies import parse_response, raw_offset, read_data_stream, read_upstream
+
+
+class _Recorder(asyncio.Protocol):
+    """Sends one request on connect and records every read with its arrival time."""
+
+    def __init__(self, request: bytes, done: asyncio.Future) -> None:
+        self.request = request
+        self.done = done
+        self.transport: asyncio.Transport | None = None
+        self.times: list[float] = []
+        self.chunks: list[bytes] = []
+
+    def connection_made(self, transport) -> None:
+        """Write the whole request at once."""
+        self.transport = transport
+        transport.write(self.request)
+
+    def data_received(self, data: bytes) -> None:
+        """Keep the bytes and when they came; nothing else on the hot path."""
+        self.times.append(time.perf_counter())
+        self.chunks.append(data)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        """The server closes after the response (every request says Connection: close)."""
+        if not self.done.done():
+            self.done.set_result(exc)
+
+
+async def fetch(port: int, request: bytes, deadline: float) -> tuple[float, _Recorder, str | None]:
+    """Run one request until the server closes or the deadline; returns the raw record."""
+    loop = asyncio.get_running_loop()
+    recorder = _Recorder(request, loop.create_future())
+    started = time.perf_counter()
+    error = None
+    try:
+        timeout = max(0.0, deadline - started)
+        await asyncio.wait_for(loop.create_connection(lambda: recorder, "127.0.0.1", port),
+                               timeout)
+        await asyncio.wait_for(recorder.done, max(0.0, deadline - time.perf_counter()))
+    except asyncio.TimeoutError:
+        error = "timeout"
+    except OSError as exc:
+        error = type(exc).__name__
+    finally:
+        if recorder.transport is not None:
+            recorder.transport.abort()
+    return started, recorder, error
+
+
+def measure(started: float, recorder: _Recorder, error: str | None, job: dict) -> dict:
+    """Status, TTFT, total time, largest gap, bytes and completeness of one recorded stream."""
+    raw = b"".join(recorder.chunks)
+    parsed = parse_response(raw)
+    if job["mode"] == "data":
+        text, finished, first = read_data_stream(parsed.body)
+        first_raw = None if first is None else raw_offset(parsed, first)
+    else:
+        text, finished = read_upstream(parsed.body, job["mode"])
+        first_raw = parsed.body_start if parsed.body else None
+    ttft = None
+    if first_raw is not None:
+        end = 0
+        for at, chunk in zip(recorder.times, recorder.chunks):
+            end += len(chunk)
+            if end > first_raw:
+                ttft = at - started
+                break
+    times = recorder.times
+    gap = max((b - a for a, b in zip(times, times[1:])), default=0.0)
+    return {"status": parsed.status, "error": None if parsed.status else error or "no response",
+            "ttft": ttft, "total": times[-1] - started if times else None, "gap": gap,
+            "bytes": len(raw), "complete": finished and text == job["expected"]}
+
+
+def build_requests(job: dict) -> list[bytes]:
+    """Raw HTTP/1.1 requests, one per concurrent stream."""
+    extra = "".join(f"{name}: {value}\r\n" for name, value in job["headers"].items())
+    requests = []
+    for path, body in job["requests"]:
+        data = body.encode()
+        head = (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{job['port']}\r\n"
+                f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n"
+                f"Connection: close\r\n{extra}\r\n")
+        requests.append(head.encode() + data)
+    return requests
+
+
+async def run_job(job: dict) -> dict:
+    """``rounds`` rounds, one after another, each opening every request concurrently."""
+    requests = build_requests(job)
+    deadline = time.perf_counter() + job["time_limit"]
+    cpu, wall = time.process_time(), time.perf_counter()
+    records = []
+    for _ in range(job["rounds"]):
+        if records and time.perf_counter() >= deadline:
+            break  # a round that cannot finish in time is not started
+        records += await asyncio.gather(*(fetch(job["port"], request, deadline)
+                                          for request in requests))
+    cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+    results = [measure(*record, job) for record in records]
+    return {"results": results, "cpu": cpu, "wall": wall}
+
+
+def raise_file_limit() -> None:
+    """Hundreds of sockets need more than the default 1024 descriptors."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def main() -> None:
+    """Answer jobs from stdin until it closes."""
+    raise_file_limit()
+    for line in sys.stdin:
+        answer = asyncio.run(run_job(json.loads(line)))
+        sys.stdout.write(json.dumps(answer) + "\n")
+        sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,153 @@
+"""Benchmark the streaming relay with one command: ``python -m tests.bench.run``.
+
+With the same N tokens per reply and D ms between tokens it measures, at each concurrency K:
+the fake upstream directly, a bare Flask + requests relay (bare_relay.py) and the service
+itself (real sessions, one chat per stream, replies stored in SQLite), all under
+``gunicorn -k gevent -w 1``; then the service with DATABASE_POOL_SIZE=5 at K=200. It prints
+the machine, one table and a PASS/FAIL line per target of the issue.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import tempfile
+import time
+from contextlib import ExitStack
+from dataclasses import asdict
+from pathlib import Path
+
+from .checks import SMALL_POOL, check_lines
+from .litellm_proxy import LiteLLMProxy
+from .loadgen import raise_file_limit
+from .machine import machine_summary
+from .measure import Bench
+from .processes import LoadGen, Placement, start_fake
+from .report import Row, saturation_lines, table_lines
+from .targets import MODEL_NAMES, BareRelay, Direct, Service, upstream_request
+
+TARGETS = ("direct", "bare", "service", "pool5")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """The command line."""
+    parser = argparse.ArgumentParser(prog="python -m tests.bench.run", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add = parser.add_argument
+    add("--concurrency", default="1,50,200,500", help="comma-separated K values")
+    add("--tokens", type=int, default=64, help="N: tokens per reply")
+    add("--delay-ms", type=float, default=20, help="D: milliseconds between tokens")
+    add("--provider", default="openrouter", choices=sorted(MODEL_NAMES))
+    add("--duration-limit", type=float, default=60, help="seconds allowed for each K run")
+    add("--sequential", type=int, default=30, help="requests one after another at K=1")
+    add("--warmup", type=int, default=5, help="concurrent warm-up requests before each K")
+    add("--pool-size", type=int, default=20, help="DATABASE_POOL_SIZE of the main service run")
+    add("--small-pool-k", type=int, default=200, help="K of the DATABASE_POOL_SIZE=5 run")
+    add("--targets", default=",".join(TARGETS), help=f"subset of {','.join(TARGETS)}")
+    add("--litellm", action="store_true",
+        help="also measure the LiteLLM proxy (installed into a throwaway venv under /tmp)")
+    add("--output", type=Path, help="also write the results as markdown to this file")
+    add("--samples", type=Path, help="also write every row's samples as JSON to this file")
+    add("--profile", type=int, default=0, metavar="SECONDS",
+        help="also py-spy the bare relay and service workers for SECONDS (needs py-spy)")
+    add("--profile-k", type=int, default=200, help="concurrency while profiling")
+    args = parser.parse_args(argv)
+    args.ks = [int(k) for k in args.concurrency.split(",") if k.strip()]
+    args.targets = [t.strip() for t in args.targets.split(",") if t.strip()]
+    unknown = set(args.targets) - set(TARGETS)
+    if unknown:
+        parser.error(f"unknown targets: {sorted(unknown)}")
+    return args
+
+
+def make_targets(args, placement: Placement, fake_pid: int, base_url: str):
+    """(factory, K values) for each chosen target, in the order they run."""
+    upstream, model_id = upstream_request(base_url, args.provider)
+    logs = args.log_dir
+    plan = {
+        "direct": (lambda: Direct(fake_pid, upstream, args.provider), args.ks),
+        "bare": (lambda: BareRelay(placement, upstream, args.provider, logs), args.ks),
+        "service": (lambda: Service(placement, base_url, args.provider, model_id,
+                                    args.pool_size, logs), args.ks),
+        "pool5": (lambda: Service(placement, base_url, args.provider, model_id, 5, logs,
+                                  name=SMALL_POOL), [args.small_pool_k]),
+    }
+    chosen = [(name, *plan[name]) for name in TARGETS if name in args.targets]
+    if args.litellm:
+        chosen.append(("litellm", lambda: LiteLLMProxy(placement, base_url, upstream, logs),
+                       args.ks))
+    return chosen
+
+
+def run(args: argparse.Namespace, placement: Placement) -> tuple[list[Row], list[str]]:
+    """Start the fake and the load generator, measure every target, always stop everything."""
+    rows: list[Row] = []
+    notes: list[str] = []  # failures and profiles, printed under the checks
+    with ExitStack() as stack:
+        fake, base_url = start_fake(placement, args.tokens, args.delay_ms)
+        stack.callback(fake.stop)
+        loadgen = LoadGen(placement)
+        stack.callback(loadgen.stop)
+        bench = Bench(args, loadgen, fake.pid)
+        for name, factory, ks in make_targets(args, placement, fake.pid, base_url):
+            print(f"{name}:", file=sys.stderr, flush=True)
+            try:
+                target = factory()
+            except Exception as error:  # noqa: BLE001 - report it and go on with the others
+                notes.append(f"{name}: could not start: {error}")
+                continue
+            try:
+                for k in ks:
+                    rows.append(bench.measure(target, k))
+                if args.profile and name in ("bare", "service"):
+                    notes += bench.profile(target, args.profile_k, args.profile,
+                                           args.log_dir / f"profile-{name}.txt")
+            except Exception as error:  # noqa: BLE001 - keep the rows measured so far
+                notes.append(f"{target.name}: stopped early: {error}")
+            finally:
+                target.close()
+    return rows, notes
+
+
+def report(args: argparse.Namespace, pinned: bool, rows: list[Row],
+           notes: list[str], seconds: float) -> tuple[str, str]:
+    """The report as terminal text and as markdown."""
+    about = [machine_summary(pinned),
+             f"N={args.tokens} tokens, D={args.delay_ms:g} ms, provider={args.provider}, one "
+             f"gevent worker; times in ms; K=1 is {args.sequential} sequential requests; "
+             f"service DATABASE_POOL_SIZE={args.pool_size}; the direct row's CPU and RSS are "
+             f"the fake upstream's; client core = busy share of the fake + load generator core",
+             f"total run time {seconds:.0f} s; server logs in {args.log_dir}"]
+    table, checks = table_lines(rows), check_lines(rows) + saturation_lines(rows)
+    profile = [""] + notes if notes else []
+    text = "\n".join(about + [""] + table + [""] + checks + profile)
+    markdown = "\n".join(["# neptun-flask streaming benchmark", ""]
+                         + [f"- {line}" for line in about] + [""] + table
+                         + ["", "```"] + checks + profile + ["```", ""])
+    return text, markdown
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the benchmark and print (and optionally write) the report."""
+    args = parse_args(argv)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so the finally blocks run
+    raise_file_limit()  # inherited by gunicorn, which holds two sockets per stream
+    placement = Placement()
+    if placement.pinned:
+        os.sched_setaffinity(0, {int(placement.client[-1])})  # keep this process off the server
+    args.log_dir = Path(tempfile.mkdtemp(prefix="neptun-bench-logs-"))
+    started = time.monotonic()
+    rows, notes = run(args, placement)
+    text, markdown = report(args, placement.pinned, rows, notes,
+                            time.monotonic() - started)
+    print(text)
+    if args.output:
+        args.output.write_text(markdown)
+    if args.samples:
+        args.samples.write_text(json.dumps([asdict(row) for row in rows], indent=1))
+
+
+if __name__ == "__main__":
+    main()
