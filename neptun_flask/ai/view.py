@@ -47,7 +47,7 @@ def chat_response(entry: CatalogEntry | None, invalid_message: str):
     timeouts = Timeouts.from_config(config)
     response = open_upstream(upstream_request, adapter, spec.provider, timeouts)
     encoder = ENCODERS[args["stream_protocol"]]
-    target = ReplyTarget(current_app._get_current_object(), chat_id) if chat_id else None
+    target = ReplyTarget(db.engine, chat_id) if chat_id else None
     stream = ReplyStream(response=response, adapter=adapter, request=upstream_request,
                          encoder=encoder, timeouts=timeouts, model_id=entry.model_id,
                          max_tokens=spec.parameters["max_new_tokens"], target=target,

@@ -34,10 +34,22 @@ def check_owned_chat(chat_id: int, user_id: int) -> None:
         raise ApiError(404, "Chat not found")
 
 
-def add_message(chat_id: int, actor: str, text: str, **reply) -> None:
-    """Append a message to a chat and move the chat's ``updated_at``; commits."""
+def _insert_message(connection, chat_id: int, actor: str, text: str, **reply) -> None:
+    """Append a message to a chat and move the chat's ``updated_at`` (no commit)."""
     now = utcnow()
-    db.session.execute(insert(_messages).values(chat_id=chat_id, actor=actor, message=text,
+    connection.execute(insert(_messages).values(chat_id=chat_id, actor=actor, message=text,
                                                 created_at=now, updated_at=now, **reply))
-    db.session.execute(update(_chats).where(_chats.c.id == chat_id).values(updated_at=now))
+    connection.execute(update(_chats).where(_chats.c.id == chat_id).values(updated_at=now))
+
+
+def add_message(chat_id: int, actor: str, text: str, **reply) -> None:
+    """Append a message in the request's database session and commit."""
+    _insert_message(db.session, chat_id, actor, text, **reply)
     db.session.commit()
+
+
+def record_message(engine, chat_id: int, actor: str, text: str, **reply) -> None:
+    """Append a message in a short transaction of its own (no app context needed): the relay
+    stores a reply after its request context is gone."""
+    with engine.begin() as connection:
+        _insert_message(connection, chat_id, actor, text, **reply)

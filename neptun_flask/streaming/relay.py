@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import requests
 
-from ..chats.store import add_message
+from ..chats.store import record_message
 from ..providers.base import (End, FinishReason, ReasoningDelta, TextDelta, UpstreamError,
                               UpstreamRequest, Usage)
 from ..providers.framing import MalformedEvent, iter_events
@@ -32,7 +32,7 @@ class StreamCut(Exception):
 class ReplyTarget:
     """Where a finished reply is stored (absent for playground and chat_id=-1)."""
 
-    app: object
+    engine: object   # the app's SQLAlchemy engine
     chat_id: int
 
 
@@ -43,8 +43,8 @@ class ReplyStream:
                  encoder: Encoder, timeouts: Timeouts, model_id: str, max_tokens: int,
                  target: ReplyTarget | None, environ: dict):
         self._response = response
-        self._events = iter_events(response.iter_content(chunk_size=None), adapter,
-                                   request.framing)
+        self._chunks = response.iter_content(chunk_size=None)
+        self._events = iter_events(self._chunks, adapter, request.framing)
         self._encoder = encoder
         self._timeouts = timeouts
         self._model_id = model_id
@@ -213,21 +213,32 @@ class ReplyStream:
         self._stop_watch()
         if self._generator is not None:
             self._generator.close()
+        if self._ended and self._error is None and not self._aborted:
+            self._release_connection()
         self._response.close()
         if not (self._ended or self._error is not None):
             self._aborted = True
         if record and self._target is not None:
             self._record()
 
+    def _release_connection(self) -> None:
+        """Read what follows the terminator (at least the chunked body's last chunk), so the
+        upstream connection goes back to the pool instead of being closed and reopened."""
+        set_read_timeout(self._response, 1.0)
+        try:
+            for _ in self._chunks:
+                pass
+        except Exception:  # noqa: BLE001 - then the connection is simply not reused
+            pass
+
     def _record(self) -> None:
         """Store the assistant reply, whole or partial, with its finish reason and usage."""
         prompt, completion = self._token_counts()
         reason = "aborted" if self._aborted else self._finish_reason(completion)
         try:
-            with self._target.app.app_context():
-                add_message(self._target.chat_id, "assistant", "".join(self._text),
-                            model=self._model_id, finish_reason=reason,
-                            prompt_tokens=prompt, completion_tokens=completion)
+            record_message(self._target.engine, self._target.chat_id, "assistant",
+                           "".join(self._text), model=self._model_id, finish_reason=reason,
+                           prompt_tokens=prompt, completion_tokens=completion)
         except Exception:  # noqa: BLE001 - the reply is already sent; log and move on
             log.exception("could not store the reply for chat %s", self._target.chat_id)
 
