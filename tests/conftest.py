@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import uuid
+from contextlib import contextmanager
 
 import pytest
 from flask_migrate import upgrade
@@ -16,10 +17,20 @@ from neptun_flask.extensions import db, limiter
 POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL")
 
 
-def _admin_engine():
-    """An autocommit engine on the PostgreSQL server, for CREATE/DROP DATABASE."""
-    url = POSTGRES_URL.replace("postgresql://", "postgresql+psycopg://", 1)
-    return create_engine(url, isolation_level="AUTOCOMMIT")
+@contextmanager
+def postgres_database(server_url: str, prefix: str = "neptun_test"):
+    """Create a uniquely named database on a PostgreSQL server; drop it afterwards."""
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    engine = create_engine(server_url.replace("postgresql://", "postgresql+psycopg://", 1),
+                           isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield f"{server_url.rsplit('/', 1)[0]}/{name}"
+    finally:
+        with engine.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        engine.dispose()
 
 
 @pytest.fixture(scope="session")
@@ -28,17 +39,8 @@ def database_url(tmp_path_factory):
     if not POSTGRES_URL:
         yield f"sqlite:///{tmp_path_factory.mktemp('db') / 'test.sqlite3'}"
         return
-    name = f"neptun_test_{uuid.uuid4().hex[:12]}"
-    engine = _admin_engine()
-    with engine.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    base = POSTGRES_URL.rsplit("/", 1)[0]
-    try:
-        yield f"{base}/{name}"
-    finally:
-        with engine.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        engine.dispose()
+    with postgres_database(POSTGRES_URL) as url:
+        yield url
 
 
 def make_test_config(database_url: str, **overrides) -> dict:

@@ -14,7 +14,7 @@ from .base import (DONE, End, Event, ModelSpec, ProviderSettings, TextDelta, Ups
                    UpstreamRequest)
 from .common import (bearer, copy_params, error_text, parse_openai_chunk, read_error, require_dict,
                      usage_from)
-from .context import chat_messages, estimate_prompt_tokens, fit_messages
+from .context import estimate_prompt_tokens, prepare_chat
 
 
 class CloudflareAdapter:
@@ -28,8 +28,7 @@ class CloudflareAdapter:
         if not settings.account_id:
             raise ValueError("Cloudflare account id is not configured")
         parameters = model.parameters
-        chat = fit_messages(chat_messages(messages, system_prompt),
-                            parameters.get("truncate"), parameters.get("max_new_tokens"))
+        chat = prepare_chat(model, messages, system_prompt)
         body = copy_params({"messages": chat, "stream": True,
                             "max_tokens": parameters["max_new_tokens"]}, parameters,
                            (("repetition_penalty", "repetition_penalty"),

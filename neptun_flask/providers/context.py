@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .base import RequestTooLarge
+from .base import ModelSpec, RequestTooLarge
 
 CHARS_PER_TOKEN = 4
 MESSAGE_OVERHEAD = 4   # role markers and separators the chat template adds per message
@@ -65,3 +65,11 @@ def estimate_prompt_tokens(messages: list[dict[str, str]]) -> int:
     """Estimate the prompt tokens of a message list: ceil(total content chars / 4)."""
     chars = sum(len(m["content"]) for m in messages)
     return -(-chars // CHARS_PER_TOKEN)
+
+
+def prepare_chat(model: ModelSpec, messages: list[dict[str, str]],
+                 system_prompt: str) -> list[dict[str, str]]:
+    """The chat providers' messages: system prompt first, oldest turns dropped to fit."""
+    parameters = model.parameters
+    return fit_messages(chat_messages(messages, system_prompt),
+                        parameters.get("truncate"), parameters.get("max_new_tokens"))

@@ -12,7 +12,7 @@ from typing import Any
 from .base import (End, Event, FinishReason, ModelSpec, ProviderSettings, ReasoningDelta,
                    TextDelta, UpstreamError, UpstreamRequest, Usage)
 from .common import bearer, copy_params, error_text, read_error, require_dict, top_level_error
-from .context import chat_messages, estimate_prompt_tokens, fit_messages
+from .context import estimate_prompt_tokens, prepare_chat
 
 # Catalog parameter -> Ollama option.
 _OPTIONS = (("temperature", "temperature"), ("typical_p", "typical_p"),
@@ -28,8 +28,7 @@ class OllamaAdapter:
                       settings: ProviderSettings, system_prompt: str) -> UpstreamRequest:
         """Build the streaming ``/api/chat`` request; sampling options only where set."""
         parameters = model.parameters
-        chat = fit_messages(chat_messages(messages, system_prompt),
-                            parameters.get("truncate"), parameters.get("max_new_tokens"))
+        chat = prepare_chat(model, messages, system_prompt)
         options = copy_params({"num_predict": parameters["max_new_tokens"]}, parameters,
                               _OPTIONS)
         return UpstreamRequest(

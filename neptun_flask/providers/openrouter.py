@@ -11,7 +11,7 @@ from typing import Any
 
 from .base import DONE, End, Event, ModelSpec, ProviderSettings, UpstreamError, UpstreamRequest
 from .common import bearer, copy_params, error_text, parse_openai_chunk, read_error, require_dict
-from .context import chat_messages, estimate_prompt_tokens, fit_messages
+from .context import estimate_prompt_tokens, prepare_chat
 
 APP_TITLE = "neptun-flask"
 # Attribution needs some URL; a deployment sets its own through ProviderSettings.app_url.
@@ -27,8 +27,7 @@ class OpenRouterAdapter:
                       settings: ProviderSettings, system_prompt: str) -> UpstreamRequest:
         """Build the streaming chat-completions request, with attribution headers."""
         parameters = model.parameters
-        chat = fit_messages(chat_messages(messages, system_prompt),
-                            parameters.get("truncate"), parameters.get("max_new_tokens"))
+        chat = prepare_chat(model, messages, system_prompt)
         body = copy_params({
             "model": model.upstream_id, "messages": chat, "stream": True,
             "max_tokens": parameters["max_new_tokens"], "usage": {"include": True}}, parameters,
