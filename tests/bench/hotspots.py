@@ -1,7 +1,7 @@
 """Profiling a server worker under load with py-spy, and naming its hottest functions.
 
 py-spy is a profiling tool only, never a project dependency: install it by hand
-(``/work/venv/bin/pip install py-spy``); without it the profile step says so and is skipped.
+(``.venv/bin/pip install py-spy``); without it the profile step says so and is skipped.
 """
 from __future__ import annotations
 
