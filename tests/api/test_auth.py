@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import statistics
+import uuid
 import time
 from datetime import datetime
 
@@ -174,6 +175,19 @@ def test_login_rate_limit_per_client_and_email(app_factory):
     other_client = client.post("/api/auth/login", json={"email": EMAIL, "password": PASSWORD},
                                environ_base={"REMOTE_ADDR": "10.1.2.3"})
     assert other_client.status_code == 200
+
+
+def test_login_rate_limit_with_redis_storage(app_factory):
+    """The production setting RATELIMIT_STORAGE_URI=redis://... limits logins (real Redis)."""
+    app = app_factory(LOGIN_RATE_LIMIT="2/minute",
+                      RATELIMIT_STORAGE_URI="redis://127.0.0.1:6379/0")
+    email = f"redis-{uuid.uuid4().hex}@example.com"  # a key no earlier run used
+    attempt = {"email": email, "password": "bad-guess"}
+    for _ in range(2):
+        assert app.test_client().post("/api/auth/login", json=attempt).status_code == 401
+    blocked = app.test_client().post("/api/auth/login", json=attempt)
+    assert_error(blocked, 429)
+    assert int(blocked.headers["Retry-After"]) > 0
 
 
 def test_logout_revokes_session_and_clears_cookie(app, client):
