@@ -62,6 +62,7 @@ class ReplyStream:
         self._error: str | None = None
         self._aborted = False
         self._closed = False
+        self._recorded = False
         self._generator = None
         self._deadline = time.monotonic() + timeouts.total
         self._stop_watch = watch_disconnect(environ, self._on_disconnect)
@@ -169,6 +170,9 @@ class ReplyStream:
             raise
         if self._aborted:
             return
+        # Stored before the finish parts go out: a client that reloads the chat when it reads
+        # them (useChat's onFinish) finds the reply already there.
+        self._record()
         yield self._finish_bytes()
         if self._error is not None and isinstance(self._encoder, TextEncoder):
             raise StreamCut(self._error)
@@ -218,7 +222,7 @@ class ReplyStream:
         self._response.close()
         if not (self._ended or self._error is not None):
             self._aborted = True
-        if record and self._target is not None:
+        if record:
             self._record()
 
     def _release_connection(self) -> None:
@@ -232,7 +236,10 @@ class ReplyStream:
             pass
 
     def _record(self) -> None:
-        """Store the assistant reply, whole or partial, with its finish reason and usage."""
+        """Store the assistant reply once, whole or partial, with its finish reason and usage."""
+        if self._recorded or self._target is None:
+            return
+        self._recorded = True
         prompt, completion = self._token_counts()
         reason = "aborted" if self._aborted else self._finish_reason(completion)
         try:

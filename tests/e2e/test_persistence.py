@@ -8,9 +8,11 @@ import re
 from pathlib import Path
 
 import pytest
+import requests
 
 from tests.fakes.protocols import expected_text
 
+from .conftest import Client
 from .streams import parse_data_stream
 from .test_streaming import MODEL_PATHS
 
@@ -66,3 +68,21 @@ def test_seed_httpx_example_runs_unchanged_but_for_its_url(api, server):
             model_name="llama-3.3-70b-instruct-fp8-fast", messages=[message]))
     assert parse_data_stream(printed.getvalue()).text == expected_text(5)
     assert api.messages(chat_id)[0]["message"] == "Hello, how are you?"
+
+
+def test_reply_is_stored_before_the_finish_parts(api, server):
+    """A client that reloads the chat as soon as it reads the finish part finds the reply,
+    even when the upstream is slow to end its body after its terminator."""
+    chat_id = api.create_chat("google/gemma-2-27b-it")
+    response = api.chat(MODEL_PATHS["openrouter"], 'Hi [[fake {"tail_delay_ms": 1500}]]',
+                        chat_id, stream=True)
+    lines = response.iter_lines()
+    assert any(line.startswith(b"d:") for line in lines)
+    other = Client.__new__(Client)  # a second connection, same session cookie
+    other.base_url, other.user_id = api.base_url, api.user_id
+    other.http = requests.Session()
+    other.http.cookies.set("neptun-session", api.cookie)
+    stored = other.messages(chat_id)
+    response.close()
+    assert [m["actor"] for m in stored][-1] == "assistant"
+    assert stored[-1]["message"] == expected_text(5)

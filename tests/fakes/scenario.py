@@ -34,6 +34,7 @@ class Scenario:
     tokens: int
     delay_ms: float = 0.0
     first_delay_ms: float = 0.0
+    tail_delay_ms: float = 0.0   # pause between the provider's terminator and the body's end
     delay_headers: bool = False
     pieces: list[str] | None = None
     status: int | None = None
@@ -126,7 +127,7 @@ def read_scenario(text: str, defaults: Scenario) -> Scenario:
 
 def _check(s: Scenario) -> None:
     """Reject directive values of the wrong type or range."""
-    numbers = (s.delay_ms, s.first_delay_ms)
+    numbers = (s.delay_ms, s.first_delay_ms, s.tail_delay_ms)
     problems = [
         (not _is_int(s.tokens) or s.tokens < 0, "tokens must be an integer >= 0"),
         (not all(_is_number(n) and n >= 0 for n in numbers), "delays must be numbers >= 0"),

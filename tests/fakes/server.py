@@ -233,6 +233,8 @@ class UpstreamServer:
         if inject is not None:  # `at` was past the last event
             return await self._fault(conn, entry, reply, inject)
         entry["outcome"] = "fault" if s.fault else "complete"
+        if s.tail_delay_ms:
+            await asyncio.sleep(s.tail_delay_ms / 1000)
         write(LAST_CHUNK)
         await drain()
         return True
