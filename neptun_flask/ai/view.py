@@ -4,7 +4,7 @@ from __future__ import annotations
 from flask import current_app, g, request
 
 from ..catalog import CatalogEntry
-from ..chats.store import add_message, check_owned_chat
+from ..chats.store import check_owned_chat, insert_message
 from ..errors import ApiError
 from ..extensions import db
 from ..providers import get_adapter
@@ -30,20 +30,22 @@ def chat_response(entry: CatalogEntry | None, invalid_message: str):
         raise ApiError(400, RETIRED_MESSAGE)
     messages = load_body(_body_schema)["messages"]
     chat_id = args["chat_id"] if args["chat_id"] != -1 and not args["is_playground"] else None
-    if chat_id is not None:
-        check_owned_chat(chat_id, g.user_id)
     config = current_app.config
     spec = entry.spec
     adapter = get_adapter(spec.provider)
-    settings = provider_settings(spec.provider, config)
-    try:
-        upstream_request = adapter.build_request(spec, messages, settings,
-                                                 config["NEPTUN_SYSTEM_PROMPT"])
-    except RequestTooLarge:
-        raise ApiError(400, "The last message is too long for this model.") from None
-    if chat_id is not None and messages[-1]["role"] == "user":
-        add_message(chat_id, "user", messages[-1]["content"])
-    db.session.close()  # no database connection is held while the reply streams
+    # One short transaction on a plain connection (no ORM session: this runs per request);
+    # it is committed and released before the upstream is called.
+    with db.engine.begin() as connection:
+        if chat_id is not None:
+            check_owned_chat(connection, chat_id, g.user_id)
+        settings = provider_settings(spec.provider, config)
+        try:
+            upstream_request = adapter.build_request(spec, messages, settings,
+                                                     config["NEPTUN_SYSTEM_PROMPT"])
+        except RequestTooLarge:
+            raise ApiError(400, "The last message is too long for this model.") from None
+        if chat_id is not None and messages[-1]["role"] == "user":
+            insert_message(connection, chat_id, "user", messages[-1]["content"])
     timeouts = Timeouts.from_config(config)
     response = open_upstream(upstream_request, adapter, spec.provider, timeouts)
     encoder = ENCODERS[args["stream_protocol"]]

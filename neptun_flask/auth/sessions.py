@@ -6,13 +6,19 @@ import secrets
 from datetime import datetime, timedelta
 
 from flask import current_app, g, request
-from sqlalchemy import delete, select, update
+from sqlalchemy import bindparam, delete, select, update
 
 from ..errors import ApiError
 from ..extensions import db
 from ..models import Session, utcnow
 
 _sessions = Session.__table__
+# Built once: every guarded request runs these.
+_FIND_SESSION = select(_sessions.c.id, _sessions.c.user_id, _sessions.c.created_at,
+                       _sessions.c.last_seen_at, _sessions.c.expires_at
+                       ).where(_sessions.c.token_hash == bindparam("token_hash"))
+_SLIDE_SESSION = (update(_sessions).where(_sessions.c.id == bindparam("session_id"))
+                  .values(last_seen_at=bindparam("now"), expires_at=bindparam("expires")))
 
 # Sliding expiry is written at most this often, so busy clients do not cause a write per request.
 _TOUCH_INTERVAL = timedelta(minutes=5)
@@ -43,19 +49,18 @@ def find_session(token: str | None):
     slides its expiry when due. Every guarded request runs this, so it is one column query."""
     if not token or len(token) > 256:
         return None
-    row = db.session.execute(
-        select(_sessions.c.id, _sessions.c.user_id, _sessions.c.created_at,
-               _sessions.c.last_seen_at, _sessions.c.expires_at)
-        .where(_sessions.c.token_hash == hash_token(token))).first()
-    now = utcnow()
-    if row is None or row.expires_at <= now:
-        return None
-    if now - row.last_seen_at >= _TOUCH_INTERVAL:
-        expires = now + _lifetime()
-        db.session.execute(update(_sessions).where(_sessions.c.id == row.id)
-                           .values(last_seen_at=now, expires_at=expires))
-        db.session.commit()
-        g.refreshed_expiry = expires
+    # A plain connection, not the ORM session: every guarded request runs this.
+    with db.engine.connect() as connection:
+        row = connection.execute(_FIND_SESSION, {"token_hash": hash_token(token)}).first()
+        now = utcnow()
+        if row is None or row.expires_at <= now:
+            return None
+        if now - row.last_seen_at >= _TOUCH_INTERVAL:
+            expires = now + _lifetime()
+            connection.execute(_SLIDE_SESSION, {"session_id": row.id, "now": now,
+                                                "expires": expires})
+            connection.commit()
+            g.refreshed_expiry = expires
     return row
 
 
