@@ -1,26 +1,24 @@
-"""The relay: upstream events in, client protocol bytes out; closed and recorded exactly once."""
+"""The relay: reads the upstream, feeds the reply, writes the client; closes and records once."""
 from __future__ import annotations
 
 import logging
-import math
 import time
-import uuid
 from dataclasses import dataclass
 
 import requests
 
 from ..chats.store import record_message
-from ..providers.base import (End, FinishReason, ReasoningDelta, TextDelta, UpstreamError,
-                              UpstreamRequest, Usage)
+from ..providers.base import UpstreamRequest
 from ..providers.framing import MalformedEvent, iter_events
 from .disconnect import watch_disconnect
 from .protocol import Encoder, TextEncoder
-from .textfilters import ControlTokenFilter, ThinkSplitter
+from .reply import Reply
 from .upstream import Timeouts, abort_upstream, set_read_timeout
 
 log = logging.getLogger(__name__)
 
 CUT_MESSAGE = "The model's stream ended before the reply was complete."
+TOTAL_TIMEOUT_MESSAGE = "The model took longer than the total time allowed."
 
 
 class StreamCut(Exception):
@@ -45,108 +43,51 @@ class ReplyStream:
         self._response = response
         self._chunks = response.iter_content(chunk_size=None)
         self._events = iter_events(self._chunks, adapter, request.framing)
-        self._encoder = encoder
-        self._timeouts = timeouts
+        self._text_only = isinstance(encoder, TextEncoder)
+        self._reply = Reply(encoder, prompt_estimate=request.prompt_tokens_estimate,
+                            max_tokens=max_tokens,
+                            starts_in_reasoning=request.starts_in_reasoning)
+        self._idle_timeout = timeouts.idle
+        self._deadline = time.monotonic() + timeouts.total
         self._model_id = model_id
-        self._max_tokens = max_tokens
         self._target = target
-        self._prompt_estimate = request.prompt_tokens_estimate
-        self._controls = ControlTokenFilter()
-        self._think = ThinkSplitter(request.starts_in_reasoning)
-        self._pending = [encoder.start(f"msg-{uuid.uuid4().hex}")]
-        self._text: list[str] = []
-        self._generated_chars = 0
-        self._usage: Usage | None = None
-        self._reason: str | None = None
-        self._ended = False
-        self._error: str | None = None
         self._aborted = False
         self._closed = False
         self._recorded = False
         self._generator = None
-        self._deadline = time.monotonic() + timeouts.total
         self._stop_watch = watch_disconnect(environ, self._on_disconnect)
-
-    # -- reading upstream events ----------------------------------------------------------
 
     def prime(self) -> str | None:
         """Read up to the first reply content; return the upstream's error if it failed first."""
         self._pump(stop_at_content=True)
-        if self._error is not None and not self._pending[1:]:
+        if self._reply.error is not None and not self._reply.has_content:
             self.close(record=False)
-            return self._error
+            return self._reply.error
         return None
 
     def _pump(self, stop_at_content: bool) -> None:
-        """Handle events until content (when priming), an end or an error."""
+        """Apply events until there is something to send (or content, when priming) or the
+        upstream is done."""
+        reply = self._reply
         try:
             for event in self._events:
-                self._handle(event)
-                if self._ended or self._error is not None:
+                first_token = not reply.generated_chars
+                reply.apply(event)
+                if first_token and reply.generated_chars:
+                    set_read_timeout(self._response, self._idle_timeout)  # first-token -> idle
+                if not reply.ended and time.monotonic() > self._deadline:
+                    reply.fail(TOTAL_TIMEOUT_MESSAGE)
+                if reply.done or (reply.has_content if stop_at_content else reply.has_pending):
                     return
-                if stop_at_content and len(self._pending) > 1:
-                    return
-                if not stop_at_content and self._pending:
-                    return
-            self._error = CUT_MESSAGE
+            reply.fail(CUT_MESSAGE)
         except Exception as error:  # noqa: BLE001 - any read failure ends the reply as an error
             if not self._aborted:
-                self._error = _describe(error)
+                reply.fail(_describe(error))
                 log.warning("upstream stream failed for %s: %s", self._model_id,
                             type(error).__name__)
         finally:
-            if self._ended or self._error is not None:
-                self._flush_filters()
-
-    def _handle(self, event) -> None:
-        """Apply one upstream event."""
-        kind = type(event)
-        if kind is TextDelta:
-            self._on_text(event.text)
-        elif kind is ReasoningDelta:
-            self._note_generated(event.text)
-            self._emit("reasoning", event.text)
-        elif kind is Usage:
-            self._usage = event
-        elif kind is FinishReason:
-            self._reason = event.reason
-        elif kind is End:
-            self._ended = True
-        elif kind is UpstreamError:
-            self._error = event.message
-        if time.monotonic() > self._deadline and not self._ended:
-            self._error = "The model took longer than the total time allowed."
-
-    def _note_generated(self, text: str) -> None:
-        """Count generated characters; the first token switches to the idle timeout."""
-        if not self._generated_chars:
-            set_read_timeout(self._response, self._timeouts.idle)
-        self._generated_chars += len(text)
-
-    def _on_text(self, text: str) -> None:
-        """Filter control tokens, split reasoning from the answer, queue the output."""
-        self._note_generated(text)
-        clean = self._controls.feed(text)
-        if clean:
-            for kind, piece in self._think.feed(clean):
-                self._emit(kind, piece)
-
-    def _emit(self, kind: str, piece: str) -> None:
-        """Queue one text or reasoning part."""
-        if kind == "text":
-            self._text.append(piece)
-            self._pending.append(self._encoder.text(piece))
-        else:
-            self._pending.append(self._encoder.reasoning(piece))
-
-    def _flush_filters(self) -> None:
-        """Release text the filters still hold once the upstream is done."""
-        tail = self._controls.flush()
-        parts = self._think.feed(tail) if tail else []
-        for kind, piece in parts + self._think.flush():
-            self._emit(kind, piece)
-
-    # -- the WSGI iterable ------------------------------------------------------------------
+            if reply.done:
+                reply.flush_filters()
 
     def __iter__(self):
         """Yield the primed bytes, then the rest of the reply."""
@@ -155,14 +96,13 @@ class ReplyStream:
 
     def _generate(self):
         """The body generator; a GeneratorExit here means the client went away."""
+        reply = self._reply
         try:
             while True:
-                if self._pending:
-                    chunk = b"".join(self._pending)
-                    self._pending.clear()
-                    if chunk:
-                        yield chunk
-                if self._ended or self._error is not None or self._aborted:
+                chunk = reply.take_pending()
+                if chunk:
+                    yield chunk
+                if reply.done or self._aborted:
                     break
                 self._pump(stop_at_content=False)
         except GeneratorExit:
@@ -173,36 +113,9 @@ class ReplyStream:
         # Stored before the finish parts go out: a client that reloads the chat when it reads
         # them (useChat's onFinish) finds the reply already there.
         self._record()
-        yield self._finish_bytes()
-        if self._error is not None and isinstance(self._encoder, TextEncoder):
-            raise StreamCut(self._error)
-
-    def _finish_reason(self, completion_tokens: int) -> str:
-        """The finish reason; upstreams that report none (Cloudflare) stop at max tokens."""
-        if self._error is not None:
-            return "error"
-        if self._reason is None and completion_tokens >= self._max_tokens:
-            return "length"
-        return self._reason or "stop"
-
-    def _finish_bytes(self) -> bytes:
-        """The error part (if any) and the finish parts."""
-        prompt, completion = self._token_counts()
-        reason = self._finish_reason(completion)
-        head = self._encoder.error(self._error) if self._error is not None else b""
-        return head + self._encoder.finish(reason, prompt, completion)
-
-    def _token_counts(self) -> tuple[int, int]:
-        """Usage as reported, with estimates where the upstream gave none."""
-        usage = self._usage
-        prompt = usage.prompt_tokens if usage and usage.prompt_tokens is not None else None
-        completion = (usage.completion_tokens
-                      if usage and usage.completion_tokens is not None else None)
-        if prompt is None:
-            prompt = self._prompt_estimate
-        if completion is None:
-            completion = math.ceil(self._generated_chars / 4)
-        return prompt, completion
+        yield reply.finish_bytes()
+        if reply.error is not None and self._text_only:
+            raise StreamCut(reply.error)
 
     def _on_disconnect(self) -> None:
         """The client is gone: close the upstream now, even if it is silent."""
@@ -217,10 +130,10 @@ class ReplyStream:
         self._stop_watch()
         if self._generator is not None:
             self._generator.close()
-        if self._ended and self._error is None and not self._aborted:
+        if self._reply.ended and self._reply.error is None and not self._aborted:
             self._release_connection()
         self._response.close()
-        if not (self._ended or self._error is not None):
+        if not self._reply.done:
             self._aborted = True
         if record:
             self._record()
@@ -240,11 +153,12 @@ class ReplyStream:
         if self._recorded or self._target is None:
             return
         self._recorded = True
-        prompt, completion = self._token_counts()
-        reason = "aborted" if self._aborted else self._finish_reason(completion)
+        reply = self._reply
+        prompt, completion = reply.token_counts()
+        reason = "aborted" if self._aborted else reply.finish_reason()
         try:
-            record_message(self._target.engine, self._target.chat_id, "assistant",
-                           "".join(self._text), model=self._model_id, finish_reason=reason,
+            record_message(self._target.engine, self._target.chat_id, "assistant", reply.text,
+                           model=self._model_id, finish_reason=reason,
                            prompt_tokens=prompt, completion_tokens=completion)
         except Exception:  # noqa: BLE001 - the reply is already sent; log and move on
             log.exception("could not store the reply for chat %s", self._target.chat_id)

@@ -1,0 +1,120 @@
+"""One assistant reply as it streams: its text, usage and finish, and the bytes still to send."""
+from __future__ import annotations
+
+import math
+import uuid
+
+from ..providers.base import End, FinishReason, ReasoningDelta, TextDelta, UpstreamError, Usage
+from .protocol import Encoder
+from .textfilters import ControlTokenFilter, ThinkSplitter
+
+
+class Reply:
+    """Applies upstream events: filters control tokens, splits reasoning, queues encoded parts."""
+
+    def __init__(self, encoder: Encoder, *, prompt_estimate: int, max_tokens: int,
+                 starts_in_reasoning: bool):
+        self._encoder = encoder
+        self._prompt_estimate = prompt_estimate
+        self._max_tokens = max_tokens
+        self._controls = ControlTokenFilter()
+        self._think = ThinkSplitter(starts_in_reasoning)
+        self._pending = [encoder.start(f"msg-{uuid.uuid4().hex}")]
+        self._text: list[str] = []
+        self.generated_chars = 0
+        self._usage: Usage | None = None
+        self._reason: str | None = None
+        self.ended = False
+        self.error: str | None = None
+
+    @property
+    def done(self) -> bool:
+        """The upstream ended or failed: nothing more will be applied."""
+        return self.ended or self.error is not None
+
+    @property
+    def has_pending(self) -> bool:
+        """Some bytes are queued for the client."""
+        return bool(self._pending)
+
+    @property
+    def has_content(self) -> bool:
+        """Some text or reasoning is queued (beyond the opening part)."""
+        return len(self._pending) > 1
+
+    @property
+    def text(self) -> str:
+        """The answer so far (reasoning excluded)."""
+        return "".join(self._text)
+
+    def apply(self, event) -> None:
+        """Apply one upstream event."""
+        kind = type(event)
+        if kind is TextDelta:
+            self.generated_chars += len(event.text)
+            clean = self._controls.feed(event.text)
+            if clean:
+                for part, piece in self._think.feed(clean):
+                    self._queue(part, piece)
+        elif kind is ReasoningDelta:
+            self.generated_chars += len(event.text)
+            self._queue("reasoning", event.text)
+        elif kind is Usage:
+            self._usage = event
+        elif kind is FinishReason:
+            self._reason = event.reason
+        elif kind is End:
+            self.ended = True
+        elif kind is UpstreamError:
+            self.error = event.message
+
+    def fail(self, message: str) -> None:
+        """End the reply with an error."""
+        self.error = message
+
+    def _queue(self, part: str, piece: str) -> None:
+        """Queue one text or reasoning part."""
+        if part == "text":
+            self._text.append(piece)
+            self._pending.append(self._encoder.text(piece))
+        else:
+            self._pending.append(self._encoder.reasoning(piece))
+
+    def flush_filters(self) -> None:
+        """Release text the filters still hold once the upstream is done."""
+        tail = self._controls.flush()
+        parts = self._think.feed(tail) if tail else []
+        for part, piece in parts + self._think.flush():
+            self._queue(part, piece)
+
+    def take_pending(self) -> bytes:
+        """The queued bytes, once."""
+        chunk = b"".join(self._pending)
+        self._pending.clear()
+        return chunk
+
+    def token_counts(self) -> tuple[int, int]:
+        """Usage as reported, with estimates where the upstream gave none."""
+        usage = self._usage
+        prompt = usage.prompt_tokens if usage and usage.prompt_tokens is not None else None
+        completion = (usage.completion_tokens
+                      if usage and usage.completion_tokens is not None else None)
+        if prompt is None:
+            prompt = self._prompt_estimate
+        if completion is None:
+            completion = math.ceil(self.generated_chars / 4)
+        return prompt, completion
+
+    def finish_reason(self) -> str:
+        """The finish reason; upstreams that report none (Cloudflare) stop at max tokens."""
+        if self.error is not None:
+            return "error"
+        if self._reason is None and self.token_counts()[1] >= self._max_tokens:
+            return "length"
+        return self._reason or "stop"
+
+    def finish_bytes(self) -> bytes:
+        """The error part (if any) and the finish parts, which end every data stream."""
+        prompt, completion = self.token_counts()
+        head = self._encoder.error(self.error) if self.error is not None else b""
+        return head + self._encoder.finish(self.finish_reason(), prompt, completion)
