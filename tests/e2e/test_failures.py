@@ -8,7 +8,7 @@ import requests
 
 from tests.fakes.protocols import expected_text
 
-from .conftest import Client
+from .conftest import TIMEOUT_ENV, Client
 from .server import Gunicorn, free_port, upstream_env
 from .streams import parse_data_stream
 from .test_streaming import MODEL_PATHS, directive
@@ -150,3 +150,25 @@ def test_refused_connection_is_503(broken_server, provider):
     response = Client(broken_server.base_url).chat(MODEL_PATHS[provider])
     assert response.status_code == 503
     assert response.json()["statusMessage"] == f"Provider {provider} is unreachable"
+
+
+@pytest.fixture(scope="module")
+def impatient_server(upstream, migrated):
+    """The app with UPSTREAM_TOTAL_TIMEOUT=1."""
+    process = Gunicorn({"DATABASE_URL": migrated, **upstream_env(upstream.base_url),
+                        **TIMEOUT_ENV, "UPSTREAM_TOTAL_TIMEOUT": "1"})
+    yield process
+    process.stop()
+
+
+def test_total_timeout_ends_a_long_reply(impatient_server):
+    """A reply still streaming after UPSTREAM_TOTAL_TIMEOUT ends with an error part."""
+    api = Client(impatient_server.base_url)
+    started = time.monotonic()
+    reply = parse_data_stream(api.chat(MODEL_PATHS["ollama"],
+                                       directive(tokens=20, delay_ms=200)).text)
+    assert reply.finish["finishReason"] == "error"
+    assert reply.errors == ["The model took longer than the total time allowed."]
+    assert expected_text(20).startswith(reply.text) and 0 < len(reply.text)
+    assert reply.text != expected_text(20)
+    assert time.monotonic() - started < 2.5
