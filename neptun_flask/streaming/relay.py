@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import socket
 import time
 from dataclasses import dataclass
 
@@ -55,6 +56,7 @@ class ReplyStream:
         self._closed = False
         self._recorded = False
         self._generator = None
+        self._client_socket = environ.get("gunicorn.socket")
         self._stop_watch = watch_disconnect(environ, self._on_disconnect)
 
     def prime(self) -> str | None:
@@ -115,7 +117,20 @@ class ReplyStream:
         self._record()
         yield reply.finish_bytes()
         if reply.error is not None and self._text_only:
-            raise StreamCut(reply.error)
+            self._cut_client_connection(reply.error)
+
+    def _cut_client_connection(self, reason: str) -> None:
+        """End a failed plain-text reply without the chunked terminator, so the client sees an
+        incomplete body. Under gunicorn, shutting the socket makes its final write fail quietly
+        (EPIPE is ignored); other servers cut the connection when the iterable raises."""
+        self._stop_watch()
+        sock = self._client_socket
+        if sock is None:
+            raise StreamCut(reason)
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass  # already gone
 
     def _on_disconnect(self) -> None:
         """The client is gone: close the upstream now, even if it is silent."""
