@@ -30,25 +30,37 @@ def chat_response(entry: CatalogEntry | None, invalid_message: str):
         raise ApiError(400, RETIRED_MESSAGE)
     messages = load_body(_body_schema)["messages"]
     chat_id = args["chat_id"] if args["chat_id"] != -1 and not args["is_playground"] else None
+    upstream_request = _prepare(entry, messages, chat_id)
+    return _stream(entry, upstream_request, ENCODERS[args["stream_protocol"]], chat_id)
+
+
+def _prepare(entry: CatalogEntry, messages: list[dict], chat_id: int | None):
+    """Check the chat and the provider, build the upstream request, store the user message.
+
+    One short transaction on a plain connection (no ORM session: this runs per request); it is
+    committed and released before the upstream is called."""
     config = current_app.config
     spec = entry.spec
-    adapter = get_adapter(spec.provider)
-    # One short transaction on a plain connection (no ORM session: this runs per request);
-    # it is committed and released before the upstream is called.
     with db.engine.begin() as connection:
         if chat_id is not None:
             check_owned_chat(connection, chat_id, g.user_id)
         settings = provider_settings(spec.provider, config)
         try:
-            upstream_request = adapter.build_request(spec, messages, settings,
-                                                     config["NEPTUN_SYSTEM_PROMPT"])
+            upstream_request = get_adapter(spec.provider).build_request(
+                spec, messages, settings, config["NEPTUN_SYSTEM_PROMPT"])
         except RequestTooLarge:
             raise ApiError(400, "The last message is too long for this model.") from None
         if chat_id is not None and messages[-1]["role"] == "user":
             insert_message(connection, chat_id, "user", messages[-1]["content"])
-    timeouts = Timeouts.from_config(config)
+    return upstream_request
+
+
+def _stream(entry: CatalogEntry, upstream_request, encoder, chat_id: int | None):
+    """Open the upstream, read to its first content (so failures get a real status), stream."""
+    spec = entry.spec
+    adapter = get_adapter(spec.provider)
+    timeouts = Timeouts.from_config(current_app.config)
     response = open_upstream(upstream_request, adapter, spec.provider, timeouts)
-    encoder = ENCODERS[args["stream_protocol"]]
     target = ReplyTarget(db.engine, chat_id) if chat_id else None
     stream = ReplyStream(response=response, adapter=adapter, request=upstream_request,
                          encoder=encoder, timeouts=timeouts, model_id=entry.model_id,
