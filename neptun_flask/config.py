@@ -17,26 +17,26 @@ def _bool(value: str | None, default: bool) -> bool:
     return value.strip().lower() in {"1", "true", "yes", "on"}
 
 
-def _int(env: dict, name: str, default: int) -> int:
-    """Parse an integer environment value with a clear startup error."""
+def _number(env: dict, name: str, default, kind=int):
+    """Parse a numeric environment value (``kind`` int or float) with a clear startup error."""
     raw = env.get(name)
     if raw is None or raw.strip() == "":
         return default
     try:
-        return int(raw)
+        return kind(raw)
     except ValueError:
-        raise RuntimeError(f"{name} must be an integer, got {raw!r}") from None
+        noun = "an integer" if kind is int else "a number"
+        raise RuntimeError(f"{name} must be {noun}, got {raw!r}") from None
+
+
+def _int(env: dict, name: str, default: int) -> int:
+    """An integer setting."""
+    return _number(env, name, default, int)
 
 
 def _float(env: dict, name: str, default: float) -> float:
-    """Parse a number of seconds from the environment."""
-    raw = env.get(name)
-    if raw is None or raw.strip() == "":
-        return default
-    try:
-        return float(raw)
-    except ValueError:
-        raise RuntimeError(f"{name} must be a number, got {raw!r}") from None
+    """A number of seconds."""
+    return _number(env, name, default, float)
 
 
 def normalize_database_url(url: str) -> str:

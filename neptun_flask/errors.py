@@ -59,8 +59,6 @@ def _handle_http_exception(error: HTTPException):
 
 def _handle_unexpected(error: Exception):
     """Log an unexpected exception with its traceback; the client gets a bare 500."""
-    if isinstance(error, HTTPException):
-        return _handle_http_exception(error)
     log.exception("unhandled error")
     return error_response(500, "Internal Server Error")
 

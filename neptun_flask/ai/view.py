@@ -30,11 +30,12 @@ def chat_response(entry: CatalogEntry | None, invalid_message: str):
         raise ApiError(400, RETIRED_MESSAGE)
     messages = load_body(_body_schema)["messages"]
     chat_id = args["chat_id"] if args["chat_id"] != -1 and not args["is_playground"] else None
-    upstream_request = _prepare(entry, messages, chat_id)
-    return _stream(entry, upstream_request, ENCODERS[args["stream_protocol"]], chat_id)
+    adapter = get_adapter(entry.spec.provider)
+    upstream_request = _prepare(entry, adapter, messages, chat_id)
+    return _stream(entry, adapter, upstream_request, ENCODERS[args["stream_protocol"]], chat_id)
 
 
-def _prepare(entry: CatalogEntry, messages: list[dict], chat_id: int | None):
+def _prepare(entry: CatalogEntry, adapter, messages: list[dict], chat_id: int | None):
     """Check the chat and the provider, build the upstream request, store the user message.
 
     One short transaction on a plain connection (no ORM session: this runs per request); it is
@@ -46,8 +47,8 @@ def _prepare(entry: CatalogEntry, messages: list[dict], chat_id: int | None):
             check_owned_chat(connection, chat_id, g.user_id)
         settings = provider_settings(spec.provider, config)
         try:
-            upstream_request = get_adapter(spec.provider).build_request(
-                spec, messages, settings, config["NEPTUN_SYSTEM_PROMPT"])
+            upstream_request = adapter.build_request(spec, messages, settings,
+                                                     config["NEPTUN_SYSTEM_PROMPT"])
         except RequestTooLarge:
             raise ApiError(400, "The last message is too long for this model.") from None
         if chat_id is not None and messages[-1]["role"] == "user":
@@ -55,10 +56,9 @@ def _prepare(entry: CatalogEntry, messages: list[dict], chat_id: int | None):
     return upstream_request
 
 
-def _stream(entry: CatalogEntry, upstream_request, encoder, chat_id: int | None):
+def _stream(entry: CatalogEntry, adapter, upstream_request, encoder, chat_id: int | None):
     """Open the upstream, read to its first content (so failures get a real status), stream."""
     spec = entry.spec
-    adapter = get_adapter(spec.provider)
     timeouts = Timeouts.from_config(current_app.config)
     response = open_upstream(upstream_request, adapter, spec.provider, timeouts)
     target = ReplyTarget(db.engine, chat_id) if chat_id else None

@@ -12,7 +12,7 @@ from ..models import User
 from ..schemas import LoginSchema, SignUpSchema, UserSchema
 from ..validation import load_body
 from .passwords import hash_password, verify_password
-from .sessions import (clear_session_cookie, create_session, find_session, revoke_session,
+from .sessions import (clear_session_cookie, create_session, current_session, revoke_session,
                        session_token, set_session_cookie)
 
 bp = Blueprint("auth", __name__, url_prefix="/api/auth")
@@ -88,15 +88,12 @@ def logout():
 @bp.route("/check", methods=["GET", "HEAD"])
 def check():
     """200 when the session is valid, else 401."""
-    if find_session(session_token()) is None:
-        raise ApiError(401, "Unauthorized")
+    current_session()
     return jsonify({"authenticated": True})
 
 
 @bp.get("/session")
 def session():
     """The logged-in user and when the session began."""
-    row = find_session(session_token())
-    if row is None:
-        raise ApiError(401, "Unauthorized")
+    row = current_session()
     return jsonify(_session_payload(db.session.get(User, row.user_id), row.created_at))

@@ -77,12 +77,18 @@ def session_token() -> str | None:
     return request.cookies.get(current_app.config["SESSION_COOKIE_NAME"])
 
 
-def require_session() -> None:
-    """Blueprint guard: 401 unless the request carries a valid session; sets ``g.user_id``."""
+def current_session():
+    """The request's valid session row; 401 without one. Sets ``g.user_id``."""
     row = find_session(session_token())
     if row is None:
         raise ApiError(401, "Unauthorized")
     g.user_id = row.user_id
+    return row
+
+
+def require_session() -> None:
+    """Blueprint guard (a before-request hook must return None): 401 without a session."""
+    current_session()
 
 
 def set_session_cookie(response, token: str, expires: datetime) -> None:
