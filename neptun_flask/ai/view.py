@@ -69,5 +69,6 @@ def _stream(entry: CatalogEntry, adapter, upstream_request, encoder, chat_id: in
     failure = stream.prime()
     if failure is not None:
         raise ApiError(502, failure)
+    # Passed through as is: the stream yields bytes already, and gunicorn calls its close().
     return current_app.response_class(stream, status=200, content_type=encoder.content_type,
-                                      headers=encoder.headers)
+                                      headers=encoder.headers, direct_passthrough=True)

@@ -1,10 +1,12 @@
 """Client stream encoders: the AI SDK data stream protocol (v1) and plain text."""
 from __future__ import annotations
 
-import json
 from typing import Protocol
 
-_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+import orjson
+
+# Compact UTF-8 JSON as bytes, like json.dumps(ensure_ascii=False) encoded, in one C call.
+_dumps = orjson.dumps
 
 
 class Encoder(Protocol):
@@ -41,26 +43,26 @@ class DataStreamEncoder:
 
     def start(self, message_id: str) -> bytes:
         """``f:`` start-step part carrying the message id."""
-        return b'f:{"messageId":' + _dumps(message_id).encode() + b"}\n"
+        return b'f:{"messageId":' + _dumps(message_id) + b"}\n"
 
     def text(self, piece: str) -> bytes:
         """``0:`` text part."""
-        return b"0:" + _dumps(piece).encode() + b"\n"
+        return b"0:" + _dumps(piece) + b"\n"
 
     def reasoning(self, piece: str) -> bytes:
         """``g:`` reasoning part."""
-        return b"g:" + _dumps(piece).encode() + b"\n"
+        return b"g:" + _dumps(piece) + b"\n"
 
     def error(self, message: str) -> bytes:
         """``3:`` error part."""
-        return b"3:" + _dumps(message).encode() + b"\n"
+        return b"3:" + _dumps(message) + b"\n"
 
     def finish(self, reason: str, prompt_tokens: int, completion_tokens: int) -> bytes:
         """``e:`` finish-step then ``d:`` finish-message, which must be the last part."""
         usage = {"promptTokens": prompt_tokens, "completionTokens": completion_tokens}
         step = _dumps({"finishReason": reason, "usage": usage, "isContinued": False})
         message = _dumps({"finishReason": reason, "usage": usage})
-        return f"e:{step}\nd:{message}\n".encode()
+        return b"e:" + step + b"\nd:" + message + b"\n"
 
 
 class TextEncoder:

@@ -10,11 +10,11 @@ import requests
 
 from ..chats.store import record_message
 from ..providers.base import UpstreamRequest
-from ..providers.framing import MalformedEvent, iter_events
+from ..providers.framing import EventDecoder, MalformedEvent
 from .disconnect import watch_disconnect
 from .protocol import Encoder, TextEncoder
 from .reply import Reply
-from .upstream import Timeouts, abort_upstream, set_read_timeout
+from .upstream import Timeouts, abort_upstream, iter_reads, set_read_timeout
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +42,9 @@ class ReplyStream:
                  encoder: Encoder, timeouts: Timeouts, model_id: str, max_tokens: int,
                  target: ReplyTarget | None, environ: dict):
         self._response = response
-        self._chunks = response.iter_content(chunk_size=None)
-        self._events = iter_events(self._chunks, adapter, request.framing)
+        self._reads = iter_reads(response)
+        self._decoder = EventDecoder(adapter, request.framing)
+        self._idle = False     # the idle timeout replaces the first-token one at first content
         self._text_only = isinstance(encoder, TextEncoder)
         self._reply = Reply(encoder, prompt_estimate=request.prompt_tokens_estimate,
                             max_tokens=max_tokens,
@@ -68,20 +69,23 @@ class ReplyStream:
         return None
 
     def _pump(self, stop_at_content: bool) -> None:
-        """Apply events until there is something to send (or content, when priming) or the
-        upstream is done."""
+        """Apply the upstream's reads until there is something to send (or content, when
+        priming) or the upstream is done. Works one read at a time: the relay's hot loop."""
         reply = self._reply
+        decoder = self._decoder
         try:
-            for event in self._events:
-                first_token = not reply.generated_chars
-                reply.apply(event)
-                if first_token and reply.generated_chars:
-                    set_read_timeout(self._response, self._idle_timeout)  # first-token -> idle
-                if not reply.ended and time.monotonic() > self._deadline:
+            for chunk in self._reads:
+                reply.apply_all(decoder.feed(chunk))
+                if not self._idle and reply.generated_chars:
+                    self._idle = True
+                    set_read_timeout(self._response, self._idle_timeout)
+                if not reply.done and time.monotonic() > self._deadline:
                     reply.fail(TOTAL_TIMEOUT_MESSAGE)
                 if reply.done or (reply.has_content if stop_at_content else reply.has_pending):
                     return
-            reply.fail(CUT_MESSAGE)
+            reply.apply_all(decoder.finish())
+            if not reply.done:
+                reply.fail(CUT_MESSAGE)
         except Exception as error:  # noqa: BLE001 - any read failure ends the reply as an error
             if not self._aborted:
                 reply.fail(_describe(error))
@@ -158,7 +162,7 @@ class ReplyStream:
         upstream connection goes back to the pool instead of being closed and reopened."""
         set_read_timeout(self._response, 1.0)
         try:
-            for _ in self._chunks:
+            for _ in self._reads:
                 pass
         except Exception:  # noqa: BLE001 - then the connection is simply not reused
             pass

@@ -19,6 +19,8 @@ class Reply:
         self._max_tokens = max_tokens
         self._controls = ControlTokenFilter()
         self._think = ThinkSplitter(starts_in_reasoning)
+        self._plain = self._think.plain   # both filters would pass plain text through as is
+        self._encode_text = encoder.text
         self._pending = [encoder.start(f"msg-{uuid.uuid4().hex}")]
         self._text: list[str] = []
         self.generated_chars = 0
@@ -51,11 +53,18 @@ class Reply:
         """Apply one upstream event."""
         kind = type(event)
         if kind is TextDelta:
-            self.generated_chars += len(event.text)
-            clean = self._controls.feed(event.text)
+            text = event.text
+            self.generated_chars += len(text)
+            if self._plain and "<" not in text and "[" not in text:
+                # Nothing held and no tag or token can start here: the common case.
+                self._text.append(text)
+                self._pending.append(self._encode_text(text))
+                return
+            clean = self._controls.feed(text)
             if clean:
                 for part, piece in self._think.feed(clean):
                     self._queue(part, piece)
+            self._plain = self._controls.idle and self._think.plain
         elif kind is ReasoningDelta:
             self.generated_chars += len(event.text)
             self._queue("reasoning", event.text)
@@ -68,6 +77,13 @@ class Reply:
         elif kind is UpstreamError:
             self.error = event.message
 
+    def apply_all(self, events) -> None:
+        """Apply the events of one read, in order, up to the end of the reply."""
+        for event in events:
+            if self.done:
+                return
+            self.apply(event)
+
     def fail(self, message: str) -> None:
         """End the reply with an error."""
         self.error = message
@@ -76,7 +92,7 @@ class Reply:
         """Queue one text or reasoning part."""
         if part == "text":
             self._text.append(piece)
-            self._pending.append(self._encoder.text(piece))
+            self._pending.append(self._encode_text(piece))
         else:
             self._pending.append(self._encoder.reasoning(piece))
 

@@ -54,6 +54,11 @@ class ControlTokenFilter:
         self._held = text[cut:]
         return text[:cut]
 
+    @property
+    def idle(self) -> bool:
+        """Nothing is held back."""
+        return not self._held
+
     def flush(self) -> str:
         """Return the fragment still held at the end of the stream."""
         held, self._held = self._held, ""
@@ -95,6 +100,11 @@ class ThinkSplitter:
         cut = _held_start(text, len(tag) - 1, tag.startswith)
         self._held = text[cut:]
         return self._emit(out, text[:cut])
+
+    @property
+    def plain(self) -> bool:
+        """Outside reasoning with nothing held or to strip: text without "<" passes as is."""
+        return not (self._reasoning or self._held or self._strip)
 
     def flush(self) -> list[tuple[str, str]]:
         """Return the fragment still held at the end of the stream."""

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import logging
 import socket
+from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import partial
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -32,25 +34,28 @@ class Timeouts:
                    config["UPSTREAM_IDLE_TIMEOUT"], config["UPSTREAM_TOTAL_TIMEOUT"])
 
 
-def _new_session() -> requests.Session:
-    """A pooled session; many concurrent streams to one host must not churn connections."""
-    session = requests.Session()
-    adapter = HTTPAdapter(pool_connections=8, pool_maxsize=1024, max_retries=0)
-    session.mount("http://", adapter)
-    session.mount("https://", adapter)
-    session.trust_env = False  # never pick up proxies or .netrc credentials by surprise
-    return session
+# One pool for every upstream stream: many concurrent streams to one host must not churn
+# connections. Requests are sent through the adapter, not a Session: a Session's per-call
+# merging (cookies, settings, hooks) costs more than the rest of the call, and its cookie jar
+# would carry cookies an upstream set for one user into every other user's requests.
+_adapter = HTTPAdapter(pool_connections=8, pool_maxsize=1024, max_retries=0)
+_HEADERS = {"User-Agent": "neptun-flask", "Accept": "*/*"}
 
 
-_session = _new_session()
+def _send(request: UpstreamRequest, timeouts: Timeouts) -> requests.Response:
+    """POST the request with streaming on (no redirects, proxies or .netrc by surprise)."""
+    prepared = requests.PreparedRequest()
+    prepared.prepare(method="POST", url=request.url, headers={**_HEADERS, **request.headers},
+                     json=request.json)
+    return _adapter.send(prepared, stream=True,
+                         timeout=(timeouts.connect, timeouts.first_token))
 
 
 def open_upstream(request: UpstreamRequest, adapter: Adapter, provider: str,
                   timeouts: Timeouts) -> requests.Response:
     """POST the request with streaming on; return the 200 response or raise ApiError."""
     try:
-        response = _session.post(request.url, json=request.json, headers=request.headers,
-                                 stream=True, timeout=(timeouts.connect, timeouts.first_token))
+        response = _send(request, timeouts)
     except requests.Timeout:
         raise ApiError(504, f"Provider {provider} timed out") from None
     except requests.RequestException as error:
@@ -87,6 +92,16 @@ def _read_error_body(response: requests.Response) -> bytes:
         return response.raw.read(_ERROR_BODY_LIMIT, decode_content=True) or b""
     except Exception:  # noqa: BLE001 - the status alone still says what happened
         return b""
+
+
+def iter_reads(response: requests.Response) -> Iterator[bytes]:
+    """The body's reads as they arrive, straight from urllib3 (``iter_content`` adds two
+    generator layers per read): one HTTP chunk at a time, or what one socket read returned
+    when the body is not chunked. Raises urllib3's errors."""
+    raw = response.raw
+    if raw.chunked and raw.supports_chunked_reads():
+        return raw.read_chunked(decode_content=True)
+    return iter(partial(raw.read1, decode_content=True), b"")
 
 
 def _socket_of(response: requests.Response):
