@@ -1,7 +1,7 @@
 """Chat persistence shared by the chat routes and the streaming relay."""
 from __future__ import annotations
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import bindparam, insert, select
 
 from ..errors import ApiError
 from ..extensions import db
@@ -16,8 +16,6 @@ _chats = Chat.__table__
 _OWNED_CHAT_ID = select(_chats.c.id).where(_chats.c.id == bindparam("chat_id"),
                                            _chats.c.user_id == bindparam("user_id"))
 _INSERT_MESSAGE = insert(_messages)
-_TOUCH_CHAT = (update(_chats).where(_chats.c.id == bindparam("chat_id"))
-               .values(updated_at=bindparam("now")))
 _NO_REPLY = {"model": None, "finish_reason": None, "prompt_tokens": None,
              "completion_tokens": None}
 
@@ -37,12 +35,12 @@ def owned_chat(chat_id: int, user_id: int) -> Chat:
 
 
 def insert_message(connection, chat_id: int, actor: str, text: str, **reply) -> None:
-    """Append a message to a chat and move the chat's ``updated_at`` (no commit)."""
+    """Append a message to a chat (no commit); the database moves the chat's ``updated_at``
+    (trigger of migration 0002)."""
     now = utcnow()
     connection.execute(_INSERT_MESSAGE, {**_NO_REPLY, **reply, "chat_id": chat_id,
                                          "actor": actor, "message": text,
                                          "created_at": now, "updated_at": now})
-    connection.execute(_TOUCH_CHAT, {"chat_id": chat_id, "now": now})
 
 
 def record_message(engine, chat_id: int, actor: str, text: str, **reply) -> None:
