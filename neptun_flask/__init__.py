@@ -95,6 +95,8 @@ def register_extensions(app: Flask) -> None:
     if limiter._check_request_limit in hooks:
         hooks.remove(limiter._check_request_limit)
     app.session_interface = _NoFlaskSession()
+    from .chats.store import init_message_writer  # the models need db bound first
+    init_message_writer(app)
 
 
 def register_blueprints(app: Flask) -> None:

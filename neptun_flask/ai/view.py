@@ -4,7 +4,7 @@ from __future__ import annotations
 from flask import current_app, g, request
 
 from ..catalog import CatalogEntry
-from ..chats.store import check_owned_chat, insert_message
+from ..chats.store import check_owned_chat, message_writer, store_message
 from ..errors import ApiError
 from ..extensions import db
 from ..providers import get_adapter
@@ -38,21 +38,22 @@ def chat_response(entry: CatalogEntry | None, invalid_message: str):
 def _prepare(entry: CatalogEntry, adapter, messages: list[dict], chat_id: int | None):
     """Check the chat and the provider, build the upstream request, store the user message.
 
-    One short transaction on a plain connection (no ORM session: this runs per request); it is
-    committed and released before the upstream is called."""
+    The chat check is one query on a plain connection (no ORM session: this runs per
+    request), released before the upstream is called; the message is committed by the
+    message writer, together with those of concurrent requests."""
     config = current_app.config
     spec = entry.spec
-    with db.engine.begin() as connection:
-        if chat_id is not None:
+    if chat_id is not None:
+        with db.engine.connect() as connection:
             check_owned_chat(connection, chat_id, g.user_id)
-        settings = provider_settings(spec.provider, config)
-        try:
-            upstream_request = adapter.build_request(spec, messages, settings,
-                                                     config["NEPTUN_SYSTEM_PROMPT"])
-        except RequestTooLarge:
-            raise ApiError(400, "The last message is too long for this model.") from None
-        if chat_id is not None and messages[-1]["role"] == "user":
-            insert_message(connection, chat_id, "user", messages[-1]["content"])
+    settings = provider_settings(spec.provider, config)
+    try:
+        upstream_request = adapter.build_request(spec, messages, settings,
+                                                 config["NEPTUN_SYSTEM_PROMPT"])
+    except RequestTooLarge:
+        raise ApiError(400, "The last message is too long for this model.") from None
+    if chat_id is not None and messages[-1]["role"] == "user":
+        store_message(message_writer(), chat_id, "user", messages[-1]["content"])
     return upstream_request
 
 
@@ -61,7 +62,7 @@ def _stream(entry: CatalogEntry, adapter, upstream_request, encoder, chat_id: in
     spec = entry.spec
     timeouts = Timeouts.from_config(current_app.config)
     response = open_upstream(upstream_request, adapter, spec.provider, timeouts)
-    target = ReplyTarget(db.engine, chat_id) if chat_id else None
+    target = ReplyTarget(message_writer(), chat_id) if chat_id else None
     stream = ReplyStream(response=response, adapter=adapter, request=upstream_request,
                          encoder=encoder, timeouts=timeouts, model_id=entry.model_id,
                          max_tokens=spec.parameters["max_new_tokens"], target=target,

@@ -1,12 +1,15 @@
 """Chat persistence shared by the chat routes and the streaming relay."""
 from __future__ import annotations
 
+from flask import current_app
 from sqlalchemy import bindparam, insert, select
+from sqlalchemy.exc import IntegrityError
 
 from ..errors import ApiError
 from ..extensions import db
 from ..models import Chat, ChatMessage, utcnow
 from ..schemas import MAX_ID
+from .writer import MessageWriter
 
 _messages = ChatMessage.__table__
 _chats = Chat.__table__
@@ -34,17 +37,25 @@ def owned_chat(chat_id: int, user_id: int) -> Chat:
     return db.session.get(Chat, chat_id)
 
 
-def insert_message(connection, chat_id: int, actor: str, text: str, **reply) -> None:
-    """Append a message to a chat (no commit); the database moves the chat's ``updated_at``
-    (trigger of migration 0002)."""
+def init_message_writer(app) -> None:
+    """Give the app its message writer (group commit of message inserts, see writer.py)."""
+    with app.app_context():
+        app.extensions["neptun_message_writer"] = MessageWriter(db.engine, _INSERT_MESSAGE)
+
+
+def message_writer() -> MessageWriter:
+    """The current app's message writer; the relay keeps it past the request context."""
+    return current_app.extensions["neptun_message_writer"]
+
+
+def store_message(writer: MessageWriter, chat_id: int, actor: str, text: str,
+                  **reply) -> None:
+    """Append a message to a chat; it is committed when this returns. The database moves the
+    chat's ``updated_at`` (trigger of migration 0002). A chat deleted since it was checked is
+    a 404."""
     now = utcnow()
-    connection.execute(_INSERT_MESSAGE, {**_NO_REPLY, **reply, "chat_id": chat_id,
-                                         "actor": actor, "message": text,
-                                         "created_at": now, "updated_at": now})
-
-
-def record_message(engine, chat_id: int, actor: str, text: str, **reply) -> None:
-    """Append a message in a short transaction of its own (no app context needed): the relay
-    stores a reply after its request context is gone."""
-    with engine.begin() as connection:
-        insert_message(connection, chat_id, actor, text, **reply)
+    try:
+        writer.insert({**_NO_REPLY, **reply, "chat_id": chat_id, "actor": actor,
+                       "message": text, "created_at": now, "updated_at": now})
+    except IntegrityError:
+        raise ApiError(404, "Chat not found") from None

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import requests
 
-from ..chats.store import record_message
+from ..chats.store import store_message
 from ..providers.base import UpstreamRequest
 from ..providers.framing import EventDecoder, MalformedEvent
 from .disconnect import watch_disconnect
@@ -31,7 +31,7 @@ class StreamCut(Exception):
 class ReplyTarget:
     """Where a finished reply is stored (absent for playground and chat_id=-1)."""
 
-    engine: object   # the app's SQLAlchemy engine
+    writer: object   # the app's MessageWriter
     chat_id: int
 
 
@@ -176,9 +176,9 @@ class ReplyStream:
         prompt, completion = reply.token_counts()
         reason = "aborted" if self._aborted else reply.finish_reason()
         try:
-            record_message(self._target.engine, self._target.chat_id, "assistant", reply.text,
-                           model=self._model_id, finish_reason=reason,
-                           prompt_tokens=prompt, completion_tokens=completion)
+            store_message(self._target.writer, self._target.chat_id, "assistant", reply.text,
+                          model=self._model_id, finish_reason=reason,
+                          prompt_tokens=prompt, completion_tokens=completion)
         except Exception:  # noqa: BLE001 - the reply is already sent; log and move on
             log.exception("could not store the reply for chat %s", self._target.chat_id)
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 from tests.fakes.protocols import expected_text
@@ -13,8 +14,19 @@ from .processes import LoadGen
 from .report import Row, make_row
 
 
+@dataclass
+class Round:
+    """One measured round: the load generator's results and what the processes spent."""
+
+    results: list[dict]
+    wall: float
+    server_cpu: float     # CPU seconds of the server's process tree
+    client_cpu: float     # CPU seconds of the fake upstream and the load generator
+    rss_kib: int          # peak RSS of the worker (of the fake for "direct")
+
+
 class Bench:
-    """Runs warm-up and measurement of one target at one K through the load generator."""
+    """Runs warm-ups and measured rounds of the targets through the load generator."""
 
     def __init__(self, args: argparse.Namespace, loadgen: LoadGen, fake_pid: int) -> None:
         self.args, self.loadgen, self.fake_pid = args, loadgen, fake_pid
@@ -25,17 +37,19 @@ class Bench:
                 "rounds": rounds, "mode": target.mode, "time_limit": limit,
                 "expected": expected_text(self.args.tokens)}
 
-    def warm_up(self, target) -> None:
-        """A few concurrent requests first; a target that cannot serve them stops the run."""
-        answer = self.loadgen.run(self.job(target, target.prepare(self.args.warmup), 1,
+    def warm_up(self, target, k: int) -> None:
+        """A round at the coming K first (pools, greenlets and memory at their working size,
+        as in a server that has run a while; K=1: ``--warmup`` requests at once); a target
+        that cannot serve it stops the run."""
+        width = self.args.warmup if k == 1 else k
+        answer = self.loadgen.run(self.job(target, target.prepare(width), 1,
                                            self.args.duration_limit), timeout=30)
         if not any(r["status"] == 200 and r["complete"] for r in answer["results"]):
             raise RuntimeError(f"{target.name}: every warm-up request failed: "
                                f"{answer['results'][:2]}")
 
-    def measure(self, target, k: int) -> Row:
-        """Warm up, then K concurrent streams once (K=1: ``--sequential`` in a row)."""
-        self.warm_up(target)
+    def measure_round(self, target, k: int) -> Round:
+        """K concurrent streams once (K=1: ``--sequential`` in a row), with the CPU spent."""
         width, rounds = (1, self.args.sequential) if k == 1 else (k, 1)
         job = self.job(target, target.prepare(width), rounds, self.args.duration_limit)
         server, fake = tree_cpu_seconds(target.cpu_pid), process_cpu_seconds(self.fake_pid)
@@ -43,8 +57,16 @@ class Bench:
             answer = self.loadgen.run(job, timeout=30)
         server = tree_cpu_seconds(target.cpu_pid) - server
         client = process_cpu_seconds(self.fake_pid) - fake + answer["cpu"]
-        row = make_row(target.name, k, answer, self.args.tokens, server, rss.peak_kib, client)
-        print(f"  {target.name:>15} K={k:<4} {row.streams} streams in {answer['wall']:.1f} s, "
+        return Round(answer["results"], answer["wall"], server, client, rss.peak_kib)
+
+    def row(self, target, k: int, rounds: list[Round]) -> Row:
+        """One table row from all rounds of a target at K."""
+        row = make_row(target.name, k, {"results": [r for one in rounds for r in one.results],
+                                        "wall": sum(one.wall for one in rounds)},
+                       self.args.tokens, sum(one.server_cpu for one in rounds),
+                       max(one.rss_kib for one in rounds),
+                       sum(one.client_cpu for one in rounds))
+        print(f"  {target.name:>15} K={k:<4} {row.streams} streams in {len(rounds)} rounds, "
               f"{row.errors} errors, {row.incomplete} incomplete", file=sys.stderr, flush=True)
         return row
 
@@ -54,7 +76,7 @@ class Bench:
         if py_spy is None:
             return ["py-spy not found: `pip install py-spy` into the venv to profile"]
         title = f"py-spy, {target.name} worker, K={k}, {seconds} s (raw: {out}):"
-        self.warm_up(target)
+        self.warm_up(target, k)
         job = self.job(target, target.prepare(k), 10_000, seconds + 2)
         spy = record(py_spy, self.loadgen.placement.client, target.rss_pid, seconds, out)
         self.loadgen.run(job, timeout=30)

@@ -42,7 +42,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add("--provider", default="openrouter", choices=sorted(MODEL_NAMES))
     add("--duration-limit", type=float, default=60, help="seconds allowed for each K run")
     add("--sequential", type=int, default=30, help="requests one after another at K=1")
-    add("--warmup", type=int, default=5, help="concurrent warm-up requests before each K")
+    add("--warmup", type=int, default=5, help="concurrent warm-up requests before K=1")
+    add("--rounds", type=int, default=3,
+        help="measured rounds of K streams per target at each K > 1 (K=1: one round)")
     add("--pool-size", type=int, default=20, help="DATABASE_POOL_SIZE of the main service run")
     add("--small-pool-k", type=int, default=200, help="K of the DATABASE_POOL_SIZE=5 run")
     add("--targets", default=",".join(TARGETS), help=f"subset of {','.join(TARGETS)}")
@@ -82,7 +84,11 @@ def make_targets(args, placement: Placement, fake_pid: int, base_url: str):
 
 
 def run(args: argparse.Namespace, placement: Placement) -> tuple[list[Row], list[str]]:
-    """Start the fake and the load generator, measure every target, always stop everything."""
+    """Start the fake, the load generator and every target; measure; always stop everything.
+
+    At each K every target gets a warm-up round, then ``--rounds`` measured rounds taken in
+    turn (target A, B, C, A, B, C, ...), so a slow spell of the machine falls on all of them
+    rather than on one; a row sums its rounds."""
     rows: list[Row] = []
     notes: list[str] = []  # failures and profiles, printed under the checks
     with ExitStack() as stack:
@@ -91,23 +97,38 @@ def run(args: argparse.Namespace, placement: Placement) -> tuple[list[Row], list
         loadgen = LoadGen(placement)
         stack.callback(loadgen.stop)
         bench = Bench(args, loadgen, fake.pid)
+        started = []  # (target, its K values)
         for name, factory, ks in make_targets(args, placement, fake.pid, base_url):
-            print(f"{name}:", file=sys.stderr, flush=True)
+            print(f"starting {name}", file=sys.stderr, flush=True)
             try:
                 target = factory()
             except Exception as error:  # noqa: BLE001 - report it and go on with the others
                 notes.append(f"{name}: could not start: {error}")
                 continue
+            stack.callback(target.close)
+            started.append((target, ks))
+        measured: dict[tuple[str, int], Row] = {}
+        for k in sorted({k for _, ks in started for k in ks}):
+            active = [target for target, ks in started if k in ks]
+            rounds = {target.name: [] for target in active}
             try:
-                for k in ks:
-                    rows.append(bench.measure(target, k))
-                if args.profile and name in ("bare", "service"):
-                    notes += bench.profile(target, args.profile_k, args.profile,
-                                           args.log_dir / f"profile-{name}.txt")
+                for target in active:
+                    bench.warm_up(target, k)
+                for _ in range(args.rounds if k > 1 else 1):
+                    for target in active:
+                        rounds[target.name].append(bench.measure_round(target, k))
             except Exception as error:  # noqa: BLE001 - keep the rows measured so far
-                notes.append(f"{target.name}: stopped early: {error}")
-            finally:
-                target.close()
+                notes.append(f"K={k}: stopped early: {error}")
+            for target in active:
+                if rounds[target.name]:
+                    measured[target.name, k] = bench.row(target, k, rounds[target.name])
+        rows = [measured[target.name, k] for target, ks in started for k in ks
+                if (target.name, k) in measured]
+        if args.profile:
+            for target, _ in started:
+                if target.name in ("bare relay", "service"):
+                    notes += bench.profile(target, args.profile_k, args.profile,
+                                           args.log_dir / f"profile-{target.name.replace(' ', '-')}.txt")
     return rows, notes
 
 
@@ -116,7 +137,8 @@ def report(args: argparse.Namespace, pinned: bool, rows: list[Row],
     """The report as terminal text and as markdown."""
     about = [machine_summary(pinned),
              f"N={args.tokens} tokens, D={args.delay_ms:g} ms, provider={args.provider}, one "
-             f"gevent worker; times in ms; K=1 is {args.sequential} sequential requests; "
+             f"gevent worker; times in ms; K=1 is {args.sequential} sequential requests, "
+             f"every other K {args.rounds} rounds of K streams per target, taken in turn; "
              f"service DATABASE_POOL_SIZE={args.pool_size}; the direct row's CPU and RSS are "
              f"the fake upstream's; client core = busy share of the fake + load generator core",
              f"total run time {seconds:.0f} s; server logs in {args.log_dir}"]
