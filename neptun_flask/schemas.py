@@ -66,7 +66,7 @@ class LoginSchema(Schema):
 
 
 class ChatCreateSchema(Schema):
-    """Body of ``POST /api/users/<id>/chats``; the model check needs the catalog in context."""
+    """Body of ``POST /api/users/<id>/chats``; the route checks the model against the catalog."""
 
     class Meta:
         unknown = EXCLUDE

@@ -17,7 +17,10 @@ from .sessions import (clear_session_cookie, create_session, current_session, re
 
 bp = Blueprint("auth", __name__, url_prefix="/api/auth")
 
+# Schemas are built once: building one copies all of its fields.
 _user_schema = UserSchema()
+_sign_up = SignUpSchema()
+_login = LoginSchema()
 
 
 def _login_limit() -> str:
@@ -51,7 +54,7 @@ def _logged_in(user: User, status: int):
 @limiter.limit(_login_limit, key_func=get_remote_address)
 def sign_up():
     """Create an account and log it in."""
-    data = load_body(SignUpSchema())
+    data = load_body(_sign_up)
     cost = current_app.config["PASSWORD_HASH_COST"]
     user = User(email=data["email"].strip().lower(),
                 password_hash=hash_password(data["password"], cost))
@@ -68,7 +71,7 @@ def sign_up():
 @limiter.limit(_login_limit, key_func=_login_key)
 def login():
     """Check credentials and open a fresh session."""
-    data = load_body(LoginSchema())
+    data = load_body(_login)
     user = db.session.scalar(select(User).where(User.email == data["email"].strip().lower()))
     cost = current_app.config["PASSWORD_HASH_COST"]
     if not verify_password(user.password_hash if user else None, data["password"], cost):

@@ -16,9 +16,14 @@ from .store import owned_chat
 
 bp = Blueprint("chats", __name__, url_prefix="/api/users/<int:user_id>/chats")
 
+# Schemas are built once: building one copies all of its fields.
 _chat = ChatSchema()
 _chats = ChatSchema(many=True)
 _messages = ChatMessageSchema(many=True)
+_create = ChatCreateSchema()
+_list_args = ChatListArgs()
+_ids = ChatIdsSchema()
+_rename = ChatRenameSchema()
 
 
 @bp.url_value_preprocessor
@@ -43,7 +48,7 @@ def _no_content():
 @bp.post("")
 def create_chat():
     """Create a chat for one of the catalog's active models."""
-    data = load_body(ChatCreateSchema())
+    data = load_body(_create)
     entry = current_catalog().get(data["model"])
     if entry is None or entry.retired:
         raise ApiError(400, "Validation failed", data={"model": ["Unknown model."]})
@@ -58,7 +63,7 @@ def create_chat():
 @bp.get("")
 def list_chats():
     """The user's chats, ordered as asked (default: most recently updated first)."""
-    args = load_args(ChatListArgs())
+    args = load_args(_list_args)
     column = getattr(Chat, args["order_by"])
     order = column.desc() if args["order"] == "desc" else column.asc()
     chats = db.session.scalars(
@@ -69,7 +74,7 @@ def list_chats():
 @bp.delete("")
 def delete_chats():
     """Delete several of the user's chats; ids of other users' chats are ignored."""
-    data = load_body(ChatIdsSchema())
+    data = load_body(_ids)
     db.session.execute(delete(Chat).where(Chat.user_id == g.user_id,
                                           Chat.id.in_(data["chat_ids"])))
     db.session.commit()
@@ -85,7 +90,7 @@ def get_chat(chat_id: int):
 @bp.patch("/<int:chat_id>")
 def rename_chat(chat_id: int):
     """Rename a chat."""
-    data = load_body(ChatRenameSchema())
+    data = load_body(_rename)
     chat = owned_chat(chat_id, g.user_id)
     chat.name = data["name"]
     chat.updated_at = utcnow()

@@ -60,8 +60,9 @@ class _Watch:
         if self._stopped:
             return
         if gone:
+            on_disconnect = self._on_disconnect
             self.stop()
-            self._on_disconnect()
+            on_disconnect()
             return
         self._timer = self._loop.timer(_RECHECK_SECONDS)
         self._timer.start(self._rearm)
@@ -72,7 +73,8 @@ class _Watch:
             self._io.start(self._readable)
 
     def stop(self) -> None:
-        """Stop watching; safe to call more than once."""
+        """Stop watching; safe to call more than once. Drops the callbacks, so neither the
+        loop's watchers nor the stream are kept alive in a reference cycle."""
         if self._stopped:
             return
         self._stopped = True
@@ -81,6 +83,7 @@ class _Watch:
         if self._timer is not None:
             self._timer.stop()
             self._timer.close()
+        self._io = self._timer = self._on_disconnect = None
 
 
 def _noop() -> None:

@@ -148,7 +148,7 @@ class ReplyStream:
         self._closed = True
         self._stop_watch()
         if self._generator is not None:
-            self._generator.close()
+            self._generator.close()   # a closed generator no longer refers to this stream
         if self._reply.ended and self._reply.error is None and not self._aborted:
             self._release_connection()
         self._response.close()

@@ -66,8 +66,11 @@ class Bench:
                        self.args.tokens, sum(one.server_cpu for one in rounds),
                        max(one.rss_kib for one in rounds),
                        sum(one.client_cpu for one in rounds))
+        per_round = " ".join(f"{one.server_cpu / (len(one.results) * self.args.tokens) * 1000:.3f}"
+                             for one in rounds)
         print(f"  {target.name:>15} K={k:<4} {row.streams} streams in {len(rounds)} rounds, "
-              f"{row.errors} errors, {row.incomplete} incomplete", file=sys.stderr, flush=True)
+              f"{row.errors} errors, {row.incomplete} incomplete; CPU s/1k tokens by round: "
+              f"{per_round}", file=sys.stderr, flush=True)
         return row
 
     def profile(self, target, k: int, seconds: int, out: Path) -> list[str]:
