@@ -98,6 +98,10 @@ class SseFramer(_Lines):
 
     def feed(self, chunk: bytes) -> list[bytes]:
         """The raw payloads completed by this read."""
+        if (chunk[-2:] == b"\n\n" and chunk[:6] == b"data: " and chunk.count(b"\n") == 2
+                and not self._pending and not self._data and chunk[-3:-2] != b"\r"):
+            # The common read: exactly one whole one-line event.
+            return [chunk[6:-2]] if len(chunk) > 8 else []
         out = []
         data = self._data
         for line in self._lines(chunk):

@@ -82,8 +82,9 @@ class Bench:
         self.warm_up(target, k)
         job = self.job(target, target.prepare(k), 10_000, seconds + 2)
         spy = record(py_spy, self.loadgen.placement.client, target.rss_pid, seconds, out)
-        self.loadgen.run(job, timeout=30)
+        answer = self.loadgen.run(job, timeout=30)
         _, errors = spy.communicate(timeout=60)
         if spy.returncode != 0 or not out.exists():
             return [title, f"  py-spy failed: {errors.strip()[-300:]}"]
-        return [title] + summarize(out)
+        done = sum(1 for r in answer["results"] if r["complete"])
+        return [title, f"  {done} streams completed while sampling"] + summarize(out)
