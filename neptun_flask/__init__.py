@@ -13,6 +13,7 @@ from sqlalchemy.engine import Engine, make_url
 from .catalog import load_catalog
 from .config import load_config
 from .errors import register_error_handlers
+from .connections import release_connection
 from .extensions import db, limiter, migrate
 
 
@@ -58,7 +59,10 @@ def _engine_options(config) -> dict[str, Any]:
             return options  # one shared in-memory connection: no pool to size
     else:
         options["pool_pre_ping"] = True  # a server restart must not fail the next requests
-    options.update(pool_size=config["DATABASE_POOL_SIZE"], max_overflow=0, pool_timeout=30)
+    # LIFO: the connection used last is reused while it is warm (its page and statement
+    # caches); the rest stay idle, and a server may time them out without harm.
+    options.update(pool_size=config["DATABASE_POOL_SIZE"], max_overflow=0, pool_timeout=30,
+                   pool_use_lifo=True)
     return options
 
 
@@ -97,6 +101,7 @@ def register_extensions(app: Flask) -> None:
     app.session_interface = _NoFlaskSession()
     from .chats.store import init_message_writer  # the models need db bound first
     init_message_writer(app)
+    app.teardown_appcontext(release_connection)
 
 
 def register_blueprints(app: Flask) -> None:

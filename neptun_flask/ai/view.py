@@ -5,8 +5,8 @@ from flask import current_app, g, request
 
 from ..catalog import CatalogEntry
 from ..chats.store import check_owned_chat, message_writer, store_message
+from ..connections import release_connection, request_connection
 from ..errors import ApiError
-from ..extensions import db
 from ..providers import get_adapter
 from ..providers.base import RequestTooLarge
 from ..schemas import ChatArgs, ChatRequestSchema
@@ -38,14 +38,14 @@ def chat_response(entry: CatalogEntry | None, invalid_message: str):
 def _prepare(entry: CatalogEntry, adapter, messages: list[dict], chat_id: int | None):
     """Check the chat and the provider, build the upstream request, store the user message.
 
-    The chat check is one query on a plain connection (no ORM session: this runs per
-    request), released before the upstream is called; the message is committed by the
-    message writer, together with those of concurrent requests."""
+    The chat check is one query on the request's plain connection (no ORM session: this runs
+    per request), returned to the pool before the upstream is called; the message is
+    committed by the message writer, together with those of concurrent requests."""
     config = current_app.config
     spec = entry.spec
     if chat_id is not None:
-        with db.engine.connect() as connection:
-            check_owned_chat(connection, chat_id, g.user_id)
+        check_owned_chat(request_connection(), chat_id, g.user_id)
+    release_connection()  # before the upstream call, which may take minutes
     settings = provider_settings(spec.provider, config)
     try:
         upstream_request = adapter.build_request(spec, messages, settings,

@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from flask import current_app, g, request
 from sqlalchemy import bindparam, delete, select, update
 
+from ..connections import request_connection
 from ..errors import ApiError
 from ..extensions import db
 from ..models import Session, utcnow
@@ -49,18 +50,19 @@ def find_session(token: str | None):
     slides its expiry when due. Every guarded request runs this, so it is one column query."""
     if not token or len(token) > 256:
         return None
-    # A plain connection, not the ORM session: every guarded request runs this.
-    with db.engine.connect() as connection:
-        row = connection.execute(_FIND_SESSION, {"token_hash": hash_token(token)}).first()
-        now = utcnow()
-        if row is None or row.expires_at <= now:
-            return None
-        if now - row.last_seen_at >= _TOUCH_INTERVAL:
-            expires = now + _lifetime()
-            connection.execute(_SLIDE_SESSION, {"session_id": row.id, "now": now,
-                                                "expires": expires})
-            connection.commit()
-            g.refreshed_expiry = expires
+    # The request's plain connection, not the ORM session: every guarded request runs this.
+    connection = request_connection()
+    row = connection.execute(_FIND_SESSION, {"token_hash": hash_token(token)}).first()
+    now = utcnow()
+    if row is None or row.expires_at <= now:
+        connection.rollback()
+        return None
+    if now - row.last_seen_at >= _TOUCH_INTERVAL:
+        expires = now + _lifetime()
+        connection.execute(_SLIDE_SESSION, {"session_id": row.id, "now": now,
+                                            "expires": expires})
+        g.refreshed_expiry = expires
+    connection.commit()  # ends the read, so later queries see what others committed since
     return row
 
 
