@@ -11,7 +11,7 @@ from tests.fakes.protocols import expected_text
 from .hotspots import find_py_spy, record, summarize
 from .machine import RssPeak, process_cpu_seconds, tree_cpu_seconds
 from .processes import LoadGen
-from .report import Row, make_row
+from .report import Row, make_row, percentile
 
 
 @dataclass
@@ -66,11 +66,13 @@ class Bench:
                        self.args.tokens, sum(one.server_cpu for one in rounds),
                        max(one.rss_kib for one in rounds),
                        sum(one.client_cpu for one in rounds))
-        per_round = " ".join(f"{one.server_cpu / (len(one.results) * self.args.tokens) * 1000:.3f}"
-                             for one in rounds)
+        cpu = " ".join(f"{one.server_cpu / (len(one.results) * self.args.tokens) * 1000:.3f}"
+                       for one in rounds)
+        ttft = " ".join(f"{percentile([r['ttft'] * 1000 for r in one.results if r['ttft']], 95) or 0:.0f}"
+                        for one in rounds)
         print(f"  {target.name:>15} K={k:<4} {row.streams} streams in {len(rounds)} rounds, "
-              f"{row.errors} errors, {row.incomplete} incomplete; CPU s/1k tokens by round: "
-              f"{per_round}", file=sys.stderr, flush=True)
+              f"{row.errors} errors, {row.incomplete} incomplete; by round: CPU s/1k tokens "
+              f"{cpu}, TTFT p95 ms {ttft}", file=sys.stderr, flush=True)
         return row
 
     def profile(self, target, k: int, seconds: int, out: Path) -> list[str]:
