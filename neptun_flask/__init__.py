@@ -13,7 +13,6 @@ from sqlalchemy.engine import Engine, make_url
 from .catalog import load_catalog
 from .config import load_config
 from .errors import register_error_handlers
-from .connections import release_connection
 from .extensions import db, limiter, migrate
 
 
@@ -99,9 +98,10 @@ def register_extensions(app: Flask) -> None:
     if limiter._check_request_limit in hooks:
         hooks.remove(limiter._check_request_limit)
     app.session_interface = _NoFlaskSession()
-    from .chats.store import init_message_writer  # the models need db bound first
-    init_message_writer(app)
-    app.teardown_appcontext(release_connection)
+    from .auth.sessions import init_batchers as init_session_batcher
+    from .chats.store import init_batchers  # the models need db bound first
+    init_batchers(app)
+    init_session_batcher(app)
 
 
 def register_blueprints(app: Flask) -> None:

@@ -4,8 +4,7 @@ from __future__ import annotations
 from flask import current_app, g, request
 
 from ..catalog import CatalogEntry
-from ..chats.store import check_owned_chat, message_writer, store_message
-from ..connections import release_connection, request_connection
+from ..chats.store import check_owned_chat, message_inserter, store_message
 from ..errors import ApiError
 from ..providers import get_adapter
 from ..providers.base import RequestTooLarge
@@ -38,14 +37,12 @@ def chat_response(entry: CatalogEntry | None, invalid_message: str):
 def _prepare(entry: CatalogEntry, adapter, messages: list[dict], chat_id: int | None):
     """Check the chat and the provider, build the upstream request, store the user message.
 
-    The chat check is one query on the request's plain connection (no ORM session: this runs
-    per request), returned to the pool before the upstream is called; the message is
-    committed by the message writer, together with those of concurrent requests."""
+    The chat check and the message insert are batched with those of concurrent requests (see
+    batching.py); no database connection is held while the upstream is called."""
     config = current_app.config
     spec = entry.spec
     if chat_id is not None:
-        check_owned_chat(request_connection(), chat_id, g.user_id)
-    release_connection()  # before the upstream call, which may take minutes
+        check_owned_chat(chat_id, g.user_id)
     settings = provider_settings(spec.provider, config)
     try:
         upstream_request = adapter.build_request(spec, messages, settings,
@@ -53,7 +50,7 @@ def _prepare(entry: CatalogEntry, adapter, messages: list[dict], chat_id: int | 
     except RequestTooLarge:
         raise ApiError(400, "The last message is too long for this model.") from None
     if chat_id is not None and messages[-1]["role"] == "user":
-        store_message(message_writer(), chat_id, "user", messages[-1]["content"])
+        store_message(message_inserter(), chat_id, "user", messages[-1]["content"])
     return upstream_request
 
 
@@ -62,7 +59,7 @@ def _stream(entry: CatalogEntry, adapter, upstream_request, encoder, chat_id: in
     spec = entry.spec
     timeouts = Timeouts.from_config(current_app.config)
     response = open_upstream(upstream_request, adapter, spec.provider, timeouts)
-    target = ReplyTarget(message_writer(), chat_id) if chat_id else None
+    target = ReplyTarget(message_inserter(), chat_id) if chat_id else None
     stream = ReplyStream(response=response, adapter=adapter, request=upstream_request,
                          encoder=encoder, timeouts=timeouts, model_id=entry.model_id,
                          max_tokens=spec.parameters["max_new_tokens"], target=target,

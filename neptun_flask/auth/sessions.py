@@ -8,16 +8,17 @@ from datetime import datetime, timedelta
 from flask import current_app, g, request
 from sqlalchemy import bindparam, delete, select, update
 
-from ..connections import request_connection
+from ..batching import Batcher
 from ..errors import ApiError
 from ..extensions import db
 from ..models import Session, utcnow
 
 _sessions = Session.__table__
 # Built once: every guarded request runs these.
-_FIND_SESSION = select(_sessions.c.id, _sessions.c.user_id, _sessions.c.created_at,
-                       _sessions.c.last_seen_at, _sessions.c.expires_at
-                       ).where(_sessions.c.token_hash == bindparam("token_hash"))
+_FIND_SESSIONS = select(_sessions.c.token_hash, _sessions.c.id, _sessions.c.user_id,
+                        _sessions.c.created_at, _sessions.c.last_seen_at,
+                        _sessions.c.expires_at
+                        ).where(_sessions.c.token_hash.in_(bindparam("hashes", expanding=True)))
 _SLIDE_SESSION = (update(_sessions).where(_sessions.c.id == bindparam("session_id"))
                   .values(last_seen_at=bindparam("now"), expires_at=bindparam("expires")))
 
@@ -45,26 +46,37 @@ def create_session(user_id: int) -> tuple[str, Session]:
     return token, row
 
 
+def init_batchers(app) -> None:
+    """Give the app its batched session lookup: the sessions of concurrent requests are read
+    with one query (see batching.py)."""
+    with app.app_context():
+        engine = db.engine
+
+    def find(hashes: list[str]) -> list:
+        with engine.connect() as connection:
+            rows = {row.token_hash: row for row in connection.execute(
+                _FIND_SESSIONS, {"hashes": sorted(set(hashes))})}
+        return [rows.get(token_hash) for token_hash in hashes]
+
+    app.extensions.setdefault("neptun_batchers", {})["sessions"] = Batcher(find)
+
+
 def find_session(token: str | None):
     """The valid, unexpired session row (user_id, created_at, ...) for a cookie token, or None;
-    slides its expiry when due. Every guarded request runs this, so it is one column query."""
+    slides its expiry when due. Every guarded request runs this: the lookup is batched."""
     if not token or len(token) > 256:
         return None
-    # The request's plain connection, not the ORM session: every guarded request runs this.
-    connection = request_connection()
-    row = connection.execute(_FIND_SESSION, {"token_hash": hash_token(token)}).first()
+    row = current_app.extensions["neptun_batchers"]["sessions"](hash_token(token))
     now = utcnow()
     if row is None or row.expires_at <= now:
-        connection.rollback()
         return None
     if now - row.last_seen_at >= _TOUCH_INTERVAL:
         expires = now + _lifetime()
-        connection.execute(_SLIDE_SESSION, {"session_id": row.id, "now": now,
-                                            "expires": expires})
+        with db.engine.begin() as connection:
+            connection.execute(_SLIDE_SESSION, {"session_id": row.id, "now": now,
+                                                "expires": expires})
         g.refreshed_expiry = expires
-    connection.commit()  # ends the read, so later queries see what others committed since
     return row
-
 
 
 def revoke_session(token: str | None) -> None:

@@ -5,57 +5,82 @@ from flask import current_app
 from sqlalchemy import bindparam, insert, select
 from sqlalchemy.exc import IntegrityError
 
+from ..batching import Batcher
 from ..errors import ApiError
 from ..extensions import db
 from ..models import Chat, ChatMessage, utcnow
 from ..schemas import MAX_ID
-from .writer import MessageWriter
 
 _messages = ChatMessage.__table__
 _chats = Chat.__table__
 
 # Built once: a statement built per call costs SQLAlchemy several times the query itself, and
 # every chat request runs these.
-_OWNED_CHAT_ID = select(_chats.c.id).where(_chats.c.id == bindparam("chat_id"),
-                                           _chats.c.user_id == bindparam("user_id"))
+_CHAT_OWNERS = select(_chats.c.id, _chats.c.user_id).where(
+    _chats.c.id.in_(bindparam("chat_ids", expanding=True)))
 _INSERT_MESSAGE = insert(_messages)
 _NO_REPLY = {"model": None, "finish_reason": None, "prompt_tokens": None,
              "completion_tokens": None}
 
 
-def check_owned_chat(connection, chat_id: int, user_id: int) -> None:
-    """The rule: the chat exists and is the user's; 404 otherwise, the same for both cases."""
-    # An id no row can have is missing too (querying it would fail: integer out of range).
-    if not 0 < chat_id <= MAX_ID or connection.execute(
-            _OWNED_CHAT_ID, {"chat_id": chat_id, "user_id": user_id}).first() is None:
+def _owned(connection, pairs: list[tuple[int, int]]) -> list[bool]:
+    """The rule, for (chat_id, user_id) pairs: the chat exists and is the user's. An id no row
+    can have is missing too (querying it would fail: integer out of range)."""
+    ids = sorted({chat_id for chat_id, _ in pairs if 0 < chat_id <= MAX_ID})
+    found = ({tuple(row) for row in connection.execute(_CHAT_OWNERS, {"chat_ids": ids})}
+             if ids else set())
+    return [pair in found for pair in pairs]
+
+
+def check_owned_chat(chat_id: int, user_id: int) -> None:
+    """404 unless the chat exists and is the user's (the same answer for both cases); checked
+    together with the concurrent requests' chats."""
+    if not _batchers()["owned_chats"]((chat_id, user_id)):
         raise ApiError(404, "Chat not found")
 
 
 def owned_chat(chat_id: int, user_id: int) -> Chat:
     """The user's chat as an ORM object, or 404."""
-    check_owned_chat(db.session, chat_id, user_id)
+    if not _owned(db.session, [(chat_id, user_id)])[0]:
+        raise ApiError(404, "Chat not found")
     return db.session.get(Chat, chat_id)
 
 
-def init_message_writer(app) -> None:
-    """Give the app its message writer (group commit of message inserts, see writer.py)."""
+def init_batchers(app) -> None:
+    """Give the app its batched chat checks and message inserts (see batching.py)."""
     with app.app_context():
-        app.extensions["neptun_message_writer"] = MessageWriter(db.engine, _INSERT_MESSAGE)
+        engine = db.engine
+
+    def owned(pairs: list[tuple[int, int]]) -> list[bool]:
+        with engine.connect() as connection:
+            return _owned(connection, pairs)
+
+    def insert_messages(rows: list[dict]) -> list[None]:
+        with engine.begin() as connection:
+            connection.execute(_INSERT_MESSAGE, rows)
+        return [None] * len(rows)
+
+    app.extensions.setdefault("neptun_batchers", {}).update(
+        owned_chats=Batcher(owned), chat_messages=Batcher(insert_messages))
 
 
-def message_writer() -> MessageWriter:
-    """The current app's message writer; the relay keeps it past the request context."""
-    return current_app.extensions["neptun_message_writer"]
+def _batchers() -> dict[str, Batcher]:
+    """The current app's batchers."""
+    return current_app.extensions["neptun_batchers"]
 
 
-def store_message(writer: MessageWriter, chat_id: int, actor: str, text: str,
-                  **reply) -> None:
-    """Append a message to a chat; it is committed when this returns. The database moves the
-    chat's ``updated_at`` (trigger of migration 0002). A chat deleted since it was checked is
-    a 404."""
+def message_inserter() -> Batcher:
+    """The current app's batched message insert; the relay keeps it past the request."""
+    return _batchers()["chat_messages"]
+
+
+def store_message(inserter: Batcher, chat_id: int, actor: str, text: str, **reply) -> None:
+    """Append a message to a chat; it is committed when this returns, in one transaction with
+    the concurrent requests' messages. The database moves the chat's ``updated_at`` (trigger
+    of migration 0002). A chat deleted since it was checked is a 404."""
     now = utcnow()
     try:
-        writer.insert({**_NO_REPLY, **reply, "chat_id": chat_id, "actor": actor,
-                       "message": text, "created_at": now, "updated_at": now})
+        inserter({**_NO_REPLY, **reply, "chat_id": chat_id, "actor": actor, "message": text,
+                  "created_at": now, "updated_at": now})
     except IntegrityError:
         raise ApiError(404, "Chat not found") from None

@@ -31,7 +31,7 @@ class StreamCut(Exception):
 class ReplyTarget:
     """Where a finished reply is stored (absent for playground and chat_id=-1)."""
 
-    writer: object   # the app's MessageWriter
+    inserter: object   # the app's batched message insert (chats.store.message_inserter)
     chat_id: int
 
 
@@ -176,7 +176,7 @@ class ReplyStream:
         prompt, completion = reply.token_counts()
         reason = "aborted" if self._aborted else reply.finish_reason()
         try:
-            store_message(self._target.writer, self._target.chat_id, "assistant", reply.text,
+            store_message(self._target.inserter, self._target.chat_id, "assistant", reply.text,
                           model=self._model_id, finish_reason=reason,
                           prompt_tokens=prompt, completion_tokens=completion)
         except Exception:  # noqa: BLE001 - the reply is already sent; log and move on

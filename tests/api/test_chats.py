@@ -6,7 +6,7 @@ from datetime import datetime
 import pytest
 from sqlalchemy import delete, func, select
 
-from neptun_flask.chats.store import message_writer, store_message
+from neptun_flask.chats.store import message_inserter, store_message
 from neptun_flask.extensions import db
 from neptun_flask.models import Chat, ChatMessage, Session, User
 from tests.api.helpers import (MODEL, ROUTE_IDS, assert_error, create_chat, session_token,
@@ -16,7 +16,7 @@ from tests.conftest import sign_up
 
 def add_message(chat_id: int, actor: str, text: str, **reply) -> None:
     """Store a message the way the relay does (inside an app context)."""
-    store_message(message_writer(), chat_id, actor, text, **reply)
+    store_message(message_inserter(), chat_id, actor, text, **reply)
 
 CHAT_KEYS = {"id", "name", "model", "neptun_user_id", "created_at", "updated_at"}
 MESSAGE_KEYS = {"id", "message", "actor", "created_at", "model", "finish_reason", "usage"}

@@ -1,0 +1,121 @@
+"""Batching of the per-request database work of concurrent requests.
+
+Every chat request looks up its session, checks its chat, stores the user's message before
+the upstream call and the reply before the finish parts. When many streams start or end
+together, a query or a transaction per request is most of their database time (connection
+checkout, SQLAlchemy's per-statement work, the commit). Instead each caller queues its item
+and waits; one runner (a thread, which gunicorn's gevent worker makes a greenlet) hands
+everything queued so far to ``handle`` at once (one ``IN`` query, one ``executemany`` in one
+transaction), then wakes the callers with their results. A caller alone is served at once,
+in a batch of one: the pattern some call group commit, and others a data loader.
+
+A batch that fails is retried item by item, so one bad item (a chat deleted mid-stream)
+fails only its own caller. The runner stops after a few idle seconds and is started again
+on demand, and anew in a forked process.
+"""
+from __future__ import annotations
+
+import os
+import queue
+import threading
+from collections.abc import Callable
+from typing import Any
+
+#: Most items one call of ``handle`` takes; more stay queued for the next one.
+MAX_BATCH = 200
+#: Seconds without work after which the runner ends.
+IDLE_SECONDS = 5.0
+
+
+class _Pending:
+    """One queued item and the caller waiting for its result."""
+
+    __slots__ = ("item", "done", "result", "error")
+
+    def __init__(self, item: Any) -> None:
+        self.item = item
+        self.done = threading.Event()
+        self.result: Any = None
+        self.error: BaseException | None = None
+
+
+class Batcher:
+    """Calls ``handle(items) -> results`` (one result per item, in order) for batches of the
+    items that concurrent callers pass to ``__call__``."""
+
+    def __init__(self, handle: Callable[[list[Any]], list[Any]]) -> None:
+        self._handle = handle
+        self._pid: int | None = None
+        self._lock = self._queue = None
+        self._running = False
+
+    def __call__(self, item: Any) -> Any:
+        """The item's result, once its batch is handled; or what handling it raised."""
+        pending = _Pending(item)
+        self._enqueue(pending)
+        pending.done.wait()
+        if pending.error is not None:
+            raise pending.error
+        return pending.result
+
+    def _enqueue(self, pending: _Pending) -> None:
+        """Queue an item, starting the runner if it is not running (in this process)."""
+        if self._pid != os.getpid():
+            # First use in this process: locks and queues are made here, after the fork and
+            # after gevent's monkey-patching, so they are the cooperative ones there.
+            self._pid, self._lock, self._queue = os.getpid(), threading.Lock(), queue.Queue()
+            self._running = False
+        with self._lock:
+            self._queue.put(pending)
+            if not self._running:
+                self._running = True
+                threading.Thread(target=self._run, name="batcher", daemon=True).start()
+
+    def _run(self) -> None:
+        """Handle batches until idle; never dies on a database error."""
+        while True:
+            batch = self._next_batch()
+            if batch is None:
+                return
+            if batch:
+                self._settle(batch)
+
+    def _next_batch(self) -> list[_Pending] | None:
+        """Everything queued (up to MAX_BATCH), waiting for the first item; None when idle."""
+        try:
+            batch = [self._queue.get(timeout=IDLE_SECONDS)]
+        except queue.Empty:
+            with self._lock:
+                if self._queue.empty():
+                    self._running = False
+                    return None
+            return []
+        while len(batch) < MAX_BATCH:
+            try:
+                batch.append(self._queue.get_nowait())
+            except queue.Empty:
+                break
+        return batch
+
+    def _settle(self, batch: list[_Pending]) -> None:
+        """Handle a batch; if that fails, each item alone; always wake every caller."""
+        try:
+            self._deliver(batch)
+        except Exception as error:  # noqa: BLE001 - handed to the callers, never lost
+            if len(batch) == 1:
+                batch[0].error = error
+            else:
+                for pending in batch:
+                    try:
+                        self._deliver([pending])
+                    except Exception as item_error:  # noqa: BLE001 - this caller's error
+                        pending.error = item_error
+        finally:
+            for pending in batch:
+                pending.done.set()
+
+    def _deliver(self, batch: list[_Pending]) -> None:
+        """Run ``handle`` on the batch's items and hand out the results."""
+        results = self._handle([pending.item for pending in batch])
+        for pending, result in zip(batch, results, strict=True):
+            pending.result = result
