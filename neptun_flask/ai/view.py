@@ -4,7 +4,7 @@ from __future__ import annotations
 from flask import current_app, g, request
 
 from ..catalog import CatalogEntry
-from ..chats.store import check_owned_chat, message_inserter, store_message
+from ..chats.store import admit_to_chat, message_inserter
 from ..errors import ApiError
 from ..providers import get_adapter
 from ..providers.base import RequestTooLarge
@@ -37,20 +37,23 @@ def chat_response(entry: CatalogEntry | None, invalid_message: str):
 def _prepare(entry: CatalogEntry, adapter, messages: list[dict], chat_id: int | None):
     """Check the chat and the provider, build the upstream request, store the user message.
 
-    The chat check and the message insert are batched with those of concurrent requests (see
-    batching.py); no database connection is held while the upstream is called."""
+    The chat check and the insert are one step, batched with those of concurrent requests
+    (see batching.py); no database connection is held while the upstream is called."""
     config = current_app.config
     spec = entry.spec
-    if chat_id is not None:
-        check_owned_chat(chat_id, g.user_id)
-    settings = provider_settings(spec.provider, config)
     try:
+        settings = provider_settings(spec.provider, config)
         upstream_request = adapter.build_request(spec, messages, settings,
                                                  config["NEPTUN_SYSTEM_PROMPT"])
-    except RequestTooLarge:
-        raise ApiError(400, "The last message is too long for this model.") from None
-    if chat_id is not None and messages[-1]["role"] == "user":
-        store_message(message_inserter(), chat_id, "user", messages[-1]["content"])
+    except (ApiError, RequestTooLarge) as error:
+        if chat_id is not None:
+            admit_to_chat(chat_id, g.user_id, None)  # an unknown chat is the first answer
+        if isinstance(error, RequestTooLarge):
+            raise ApiError(400, "The last message is too long for this model.") from None
+        raise
+    if chat_id is not None:
+        last = messages[-1]
+        admit_to_chat(chat_id, g.user_id, last["content"] if last["role"] == "user" else None)
     return upstream_request
 
 

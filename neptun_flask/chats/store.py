@@ -32,10 +32,16 @@ def _owned(connection, pairs: list[tuple[int, int]]) -> list[bool]:
     return [pair in found for pair in pairs]
 
 
-def check_owned_chat(chat_id: int, user_id: int) -> None:
-    """404 unless the chat exists and is the user's (the same answer for both cases); checked
-    together with the concurrent requests' chats."""
-    if not _batchers()["owned_chats"]((chat_id, user_id)):
+def admit_to_chat(chat_id: int, user_id: int, text: str | None) -> None:
+    """404 unless the chat exists and is the user's (the same answer for both cases); then
+    the user's message ``text``, if any, is stored and committed when this returns. One query
+    and one transaction serve the concurrent requests (see batching.py)."""
+    row = None if text is None else _message_row(chat_id, "user", text)
+    try:
+        owned = _batchers()["chat_requests"]((chat_id, user_id, row))
+    except IntegrityError:  # deleted between the check and the insert
+        owned = False
+    if not owned:
         raise ApiError(404, "Chat not found")
 
 
@@ -47,13 +53,17 @@ def owned_chat(chat_id: int, user_id: int) -> Chat:
 
 
 def init_batchers(app) -> None:
-    """Give the app its batched chat checks and message inserts (see batching.py)."""
+    """Give the app its batched chat admissions and message inserts (see batching.py)."""
     with app.app_context():
         engine = db.engine
 
-    def owned(pairs: list[tuple[int, int]]) -> list[bool]:
-        with engine.connect() as connection:
-            return _owned(connection, pairs)
+    def admit(items: list[tuple[int, int, dict | None]]) -> list[bool]:
+        with engine.begin() as connection:
+            owned = _owned(connection, [(chat_id, user_id) for chat_id, user_id, _ in items])
+            rows = [row for (_, _, row), ok in zip(items, owned) if ok and row is not None]
+            if rows:
+                connection.execute(_INSERT_MESSAGE, rows)
+        return owned
 
     def insert_messages(rows: list[dict]) -> list[None]:
         with engine.begin() as connection:
@@ -61,7 +71,7 @@ def init_batchers(app) -> None:
         return [None] * len(rows)
 
     app.extensions.setdefault("neptun_batchers", {}).update(
-        owned_chats=Batcher(owned), chat_messages=Batcher(insert_messages))
+        chat_requests=Batcher(admit), chat_messages=Batcher(insert_messages))
 
 
 def _batchers() -> dict[str, Batcher]:
@@ -76,11 +86,16 @@ def message_inserter() -> Batcher:
 
 def store_message(inserter: Batcher, chat_id: int, actor: str, text: str, **reply) -> None:
     """Append a message to a chat; it is committed when this returns, in one transaction with
-    the concurrent requests' messages. The database moves the chat's ``updated_at`` (trigger
-    of migration 0002). A chat deleted since it was checked is a 404."""
-    now = utcnow()
+    the concurrent requests' messages. A chat deleted since it was checked is a 404."""
     try:
-        inserter({**_NO_REPLY, **reply, "chat_id": chat_id, "actor": actor, "message": text,
-                  "created_at": now, "updated_at": now})
+        inserter(_message_row(chat_id, actor, text, **reply))
     except IntegrityError:
         raise ApiError(404, "Chat not found") from None
+
+
+def _message_row(chat_id: int, actor: str, text: str, **reply) -> dict:
+    """A chat_messages row; inserting it moves the chat's ``updated_at`` (the trigger of
+    migration 0002)."""
+    now = utcnow()
+    return {**_NO_REPLY, **reply, "chat_id": chat_id, "actor": actor, "message": text,
+            "created_at": now, "updated_at": now}
