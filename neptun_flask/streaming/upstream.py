@@ -45,8 +45,13 @@ _HEADERS = {"User-Agent": "neptun-flask", "Accept": "*/*"}
 def _send(request: UpstreamRequest, timeouts: Timeouts) -> requests.Response:
     """POST the request with streaming on (no redirects, proxies or .netrc by surprise)."""
     prepared = requests.PreparedRequest()
-    prepared.prepare(method="POST", url=request.url, headers={**_HEADERS, **request.headers},
-                     json=request.json)
+    # PreparedRequest.prepare() without its cookie and auth steps: upstreams take neither
+    # (the credentials are headers), and a cookie jar per request is most of prepare()'s work.
+    prepared.prepare_method("POST")
+    prepared.prepare_url(request.url, None)
+    prepared.prepare_headers({**_HEADERS, **request.headers})
+    prepared.prepare_body(None, None, request.json)
+    prepared.prepare_hooks(None)
     return _adapter.send(prepared, stream=True,
                          timeout=(timeouts.connect, timeouts.first_token))
 
