@@ -84,19 +84,28 @@ def read_data_stream(body: bytes) -> tuple[str, bool, int | None]:
     return "".join(text), finished, first
 
 
-def read_upstream(body: bytes, provider: str) -> tuple[str, bool]:
-    """A provider's own stream: (reply text, whether it reached its end marker)."""
-    if provider == "ollama":
-        events = [json.loads(line) for line in body.split(b"\n") if line.strip()]
-    else:
-        events = [line[5:].strip() for line in body.split(b"\n") if line.startswith(b"data:")]
-        events = ["[DONE]" if event == b"[DONE]" else json.loads(event) for event in events]
-    text, finished = [], False
-    for event in events:
+def read_upstream(body: bytes, provider: str) -> tuple[str, bool, int | None]:
+    """A provider's own stream: (reply text, whether it reached its end marker, offset of the
+    first line carrying text). Comments and empty events (OpenRouter's processing comment and
+    role chunk) are not content."""
+    text, finished, first, offset = [], False, None, 0
+    for line in body.split(b"\n"):
+        at, offset = offset, offset + len(line) + 1
+        if provider == "ollama":
+            if not line.strip():
+                continue
+            event = json.loads(line)
+        elif line.startswith(b"data:"):
+            data = line[5:].strip()
+            event = "[DONE]" if data == b"[DONE]" else json.loads(data)
+        else:
+            continue
         piece, end = _upstream_event(event, provider)
+        if piece and first is None:
+            first = at
         text.append(piece)
         finished = finished or end
-    return "".join(text), finished
+    return "".join(text), finished, first
 
 
 def _upstream_event(event, provider: str) -> tuple[str, bool]:

@@ -65,12 +65,13 @@ def measure(started: float, recorder: _Recorder, error: str | None, job: dict) -
     """Status, TTFT, total time, largest gap, bytes and completeness of one recorded stream."""
     raw = b"".join(recorder.chunks)
     parsed = parse_response(raw)
+    # TTFT is the arrival of the first content byte: the first text part (data protocol) or
+    # the first upstream event carrying text, never a comment or an empty event.
     if job["mode"] == "data":
         text, finished, first = read_data_stream(parsed.body)
-        first_raw = None if first is None else raw_offset(parsed, first)
     else:
-        text, finished = read_upstream(parsed.body, job["mode"])
-        first_raw = parsed.body_start if parsed.body else None
+        text, finished, first = read_upstream(parsed.body, job["mode"])
+    first_raw = None if first is None else raw_offset(parsed, first)
     ttft = None
     if first_raw is not None:
         end = 0
