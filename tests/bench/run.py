@@ -43,7 +43,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add("--duration-limit", type=float, default=60, help="seconds allowed for each K run")
     add("--sequential", type=int, default=30, help="requests one after another at K=1")
     add("--warmup", type=int, default=5, help="concurrent warm-up requests before K=1")
-    add("--rounds", type=int, default=3,
+    add("--rounds", type=int, default=5,
         help="measured rounds of K streams per target at each K > 1 (K=1: one round)")
     add("--pool-size", type=int, default=20, help="DATABASE_POOL_SIZE of the main service run")
     add("--small-pool-k", type=int, default=200, help="K of the DATABASE_POOL_SIZE=5 run")
@@ -87,7 +87,7 @@ def run(args: argparse.Namespace, placement: Placement) -> tuple[list[Row], list
     """Start the fake, the load generator and every target; measure; always stop everything.
 
     At each K every target gets a warm-up round, then ``--rounds`` measured rounds taken in
-    turn (target A, B, C, A, B, C, ...), so a slow spell of the machine falls on all of them
+    turn (A, B, C, then B, C, A, ...), so a slow spell of the machine falls on all of them
     rather than on one; a row sums its rounds."""
     rows: list[Row] = []
     notes: list[str] = []  # failures and profiles, printed under the checks
@@ -114,8 +114,9 @@ def run(args: argparse.Namespace, placement: Placement) -> tuple[list[Row], list
             try:
                 for target in active:
                     bench.warm_up(target, k)
-                for _ in range(args.rounds if k > 1 else 1):
-                    for target in active:
+                for turn in range(args.rounds if k > 1 else 1):
+                    # The order rotates, so no target always goes first after the warm-ups.
+                    for target in active[turn % len(active):] + active[:turn % len(active)]:
                         rounds[target.name].append(bench.measure_round(target, k))
             except Exception as error:  # noqa: BLE001 - keep the rows measured so far
                 notes.append(f"K={k}: stopped early: {error}")
