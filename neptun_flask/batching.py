@@ -21,6 +21,8 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from flask import Flask, current_app
+
 #: Most items one call of ``handle`` takes; more stay queued for the next one.
 MAX_BATCH = 200
 #: Seconds without work after which the runner ends.
@@ -119,3 +121,13 @@ class Batcher:
         results = self._handle([pending.item for pending in batch])
         for pending, result in zip(batch, results, strict=True):
             pending.result = result
+
+
+def register_batchers(app: Flask, **batchers: Batcher) -> None:
+    """Give the app named batchers (each module registers its own)."""
+    app.extensions.setdefault("neptun_batchers", {}).update(batchers)
+
+
+def app_batcher(name: str) -> Batcher:
+    """The current app's batcher of that name."""
+    return current_app.extensions["neptun_batchers"][name]

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from flask import current_app, g, request
 from sqlalchemy import bindparam, delete, select, update
 
-from ..batching import Batcher
+from ..batching import Batcher, app_batcher, register_batchers
 from ..errors import ApiError
 from ..extensions import db
 from ..models import Session, utcnow
@@ -58,7 +58,7 @@ def init_batchers(app) -> None:
                 _FIND_SESSIONS, {"hashes": sorted(set(hashes))})}
         return [rows.get(token_hash) for token_hash in hashes]
 
-    app.extensions.setdefault("neptun_batchers", {})["sessions"] = Batcher(find)
+    register_batchers(app, sessions=Batcher(find))
 
 
 def find_session(token: str | None):
@@ -66,7 +66,7 @@ def find_session(token: str | None):
     slides its expiry when due. Every guarded request runs this: the lookup is batched."""
     if not token or len(token) > 256:
         return None
-    row = current_app.extensions["neptun_batchers"]["sessions"](hash_token(token))
+    row = app_batcher("sessions")(hash_token(token))
     now = utcnow()
     if row is None or row.expires_at <= now:
         return None

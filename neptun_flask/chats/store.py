@@ -1,11 +1,10 @@
 """Chat persistence shared by the chat routes and the streaming relay."""
 from __future__ import annotations
 
-from flask import current_app
 from sqlalchemy import bindparam, insert, select
 from sqlalchemy.exc import IntegrityError
 
-from ..batching import Batcher
+from ..batching import Batcher, app_batcher, register_batchers
 from ..errors import ApiError
 from ..extensions import db
 from ..models import Chat, ChatMessage, utcnow
@@ -38,7 +37,7 @@ def admit_to_chat(chat_id: int, user_id: int, text: str | None) -> None:
     and one transaction serve the concurrent requests (see batching.py)."""
     row = None if text is None else _message_row(chat_id, "user", text)
     try:
-        owned = _batchers()["chat_requests"]((chat_id, user_id, row))
+        owned = app_batcher("chat_requests")((chat_id, user_id, row))
     except IntegrityError:  # deleted between the check and the insert
         owned = False
     if not owned:
@@ -70,18 +69,12 @@ def init_batchers(app) -> None:
             connection.execute(_INSERT_MESSAGE, rows)
         return [None] * len(rows)
 
-    app.extensions.setdefault("neptun_batchers", {}).update(
-        chat_requests=Batcher(admit), chat_messages=Batcher(insert_messages))
-
-
-def _batchers() -> dict[str, Batcher]:
-    """The current app's batchers."""
-    return current_app.extensions["neptun_batchers"]
+    register_batchers(app, chat_requests=Batcher(admit), chat_messages=Batcher(insert_messages))
 
 
 def message_inserter() -> Batcher:
     """The current app's batched message insert; the relay keeps it past the request."""
-    return _batchers()["chat_messages"]
+    return app_batcher("chat_messages")
 
 
 def store_message(inserter: Batcher, chat_id: int, actor: str, text: str, **reply) -> None:
