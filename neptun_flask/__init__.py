@@ -13,6 +13,7 @@ from sqlalchemy.engine import Engine, make_url
 from .catalog import load_catalog
 from .config import load_config
 from .errors import register_error_handlers
+from .batching import register_batchers
 from .extensions import db, limiter, migrate
 
 
@@ -98,10 +99,11 @@ def register_extensions(app: Flask) -> None:
     if limiter._check_request_limit in hooks:
         hooks.remove(limiter._check_request_limit)
     app.session_interface = _NoFlaskSession()
-    from .auth.sessions import init_batchers as init_session_batcher
-    from .chats.store import init_batchers  # the models need db bound first
-    init_batchers(app)
-    init_session_batcher(app)
+    # Database work of concurrent requests, batched (see batching.py); after db is bound.
+    from .auth.sessions import find_sessions
+    from .chats.store import admit_chat_requests, insert_messages
+    register_batchers(app, sessions=find_sessions, chat_requests=admit_chat_requests,
+                      chat_messages=insert_messages)
 
 
 def register_blueprints(app: Flask) -> None:

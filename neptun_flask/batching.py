@@ -18,10 +18,14 @@ from __future__ import annotations
 import os
 import queue
 import threading
+from functools import partial
 from collections.abc import Callable
 from typing import Any
 
 from flask import Flask, current_app
+from sqlalchemy.engine import Engine
+
+from .extensions import db
 
 #: Most items one call of ``handle`` takes; more stay queued for the next one.
 MAX_BATCH = 200
@@ -123,9 +127,13 @@ class Batcher:
             pending.result = result
 
 
-def register_batchers(app: Flask, **batchers: Batcher) -> None:
-    """Give the app named batchers (each module registers its own)."""
-    app.extensions.setdefault("neptun_batchers", {}).update(batchers)
+def register_batchers(app: Flask, **handles: Callable[[Engine, list[Any]], list[Any]]) -> None:
+    """Give the app a named batcher per ``handle(engine, items) -> results``, bound to the
+    app's database engine."""
+    with app.app_context():
+        engine = db.engine
+    app.extensions["neptun_batchers"] = {
+        name: Batcher(partial(handle, engine)) for name, handle in handles.items()}
 
 
 def app_batcher(name: str) -> Batcher:

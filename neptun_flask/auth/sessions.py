@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from flask import current_app, g, request
 from sqlalchemy import bindparam, delete, select, update
 
-from ..batching import Batcher, app_batcher, register_batchers
+from ..batching import app_batcher
 from ..errors import ApiError
 from ..extensions import db
 from ..models import Session, utcnow
@@ -46,19 +46,13 @@ def create_session(user_id: int) -> tuple[str, Session]:
     return token, row
 
 
-def init_batchers(app) -> None:
-    """Give the app its batched session lookup: the sessions of concurrent requests are read
-    with one query (see batching.py)."""
-    with app.app_context():
-        engine = db.engine
-
-    def find(hashes: list[str]) -> list:
-        with engine.connect() as connection:
-            rows = {row.token_hash: row for row in connection.execute(
-                _FIND_SESSIONS, {"hashes": sorted(set(hashes))})}
-        return [rows.get(token_hash) for token_hash in hashes]
-
-    register_batchers(app, sessions=Batcher(find))
+def find_sessions(engine, hashes: list[str]) -> list:
+    """The session rows of token hashes (None where there is none), in one query: the batched
+    lookup of concurrent requests (see batching.py)."""
+    with engine.connect() as connection:
+        rows = {row.token_hash: row for row in connection.execute(
+            _FIND_SESSIONS, {"hashes": sorted(set(hashes))})}
+    return [rows.get(token_hash) for token_hash in hashes]
 
 
 def find_session(token: str | None):

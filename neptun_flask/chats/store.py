@@ -4,7 +4,7 @@ from __future__ import annotations
 from sqlalchemy import bindparam, insert, select
 from sqlalchemy.exc import IntegrityError
 
-from ..batching import Batcher, app_batcher, register_batchers
+from ..batching import Batcher, app_batcher
 from ..errors import ApiError
 from ..extensions import db
 from ..models import Chat, ChatMessage, utcnow
@@ -51,25 +51,22 @@ def owned_chat(chat_id: int, user_id: int) -> Chat:
     return db.session.get(Chat, chat_id)
 
 
-def init_batchers(app) -> None:
-    """Give the app its batched chat admissions and message inserts (see batching.py)."""
-    with app.app_context():
-        engine = db.engine
-
-    def admit(items: list[tuple[int, int, dict | None]]) -> list[bool]:
-        with engine.begin() as connection:
-            owned = _owned(connection, [(chat_id, user_id) for chat_id, user_id, _ in items])
-            rows = [row for (_, _, row), ok in zip(items, owned) if ok and row is not None]
-            if rows:
-                connection.execute(_INSERT_MESSAGE, rows)
-        return owned
-
-    def insert_messages(rows: list[dict]) -> list[None]:
-        with engine.begin() as connection:
+def admit_chat_requests(engine, items: list[tuple[int, int, dict | None]]) -> list[bool]:
+    """For (chat_id, user_id, message row or None) items: whether each chat is the user's, and
+    the owned ones' rows inserted, in one transaction (the batched step of admit_to_chat)."""
+    with engine.begin() as connection:
+        owned = _owned(connection, [(chat_id, user_id) for chat_id, user_id, _ in items])
+        rows = [row for (_, _, row), ok in zip(items, owned) if ok and row is not None]
+        if rows:
             connection.execute(_INSERT_MESSAGE, rows)
-        return [None] * len(rows)
+    return owned
 
-    register_batchers(app, chat_requests=Batcher(admit), chat_messages=Batcher(insert_messages))
+
+def insert_messages(engine, rows: list[dict]) -> list[None]:
+    """Insert message rows in one transaction (the batched step of store_message)."""
+    with engine.begin() as connection:
+        connection.execute(_INSERT_MESSAGE, rows)
+    return [None] * len(rows)
 
 
 def message_inserter() -> Batcher:

@@ -39,17 +39,6 @@ def _decode(data: bytes) -> object:
         raise _malformed(data) from None
 
 
-def _decode_truncated(payload: bytes) -> list[object]:
-    """Decode an event cut off by EOF; one that fails to parse was truncated: drop it (the relay
-    sees no terminator and reports the stream as cut)."""
-    if not payload:
-        return []
-    try:
-        return [_decode(payload)]
-    except MalformedEvent:
-        return []
-
-
 class _Lines:
     """Split reads into complete lines, carrying a partial line over to the next read."""
 
@@ -117,14 +106,14 @@ class SseFramer(_Lines):
             # an ignored field (event:, id:, retry:) or a blank line between events.
         return out
 
-    def finish(self) -> list[object]:
-        """At EOF: the decoded event left without its blank line, if it is complete."""
+    def finish(self) -> list[bytes]:
+        """At EOF: the payload of an event left without its blank line, if any."""
         tail = self._tail()
         if tail[:5] == b"data:":
             self._data.append(_sse_value(tail))
         payload = b"\n".join(self._data)
         self._data.clear()
-        return _decode_truncated(payload)
+        return [payload] if payload else []
 
 
 class NdjsonFramer(_Lines):
@@ -137,9 +126,10 @@ class NdjsonFramer(_Lines):
         # Blank lines are rare: they are skipped where decoding fails (see _decode_line).
         return self._lines(chunk)
 
-    def finish(self) -> list[object]:
-        """At EOF: a last line without its newline is still an event, unless EOF cut it."""
-        return _decode_truncated(self._tail().strip())
+    def finish(self) -> list[bytes]:
+        """At EOF: a last line without its newline, if any."""
+        tail = self._tail().strip()
+        return [tail] if tail else []
 
 
 _FRAMERS = {"sse": SseFramer, "ndjson": NdjsonFramer}
@@ -161,6 +151,15 @@ def _decode_line(line: bytes) -> object | None:
         if not line or line.isspace():
             return None
         raise
+
+
+def _decode_at_eof(payload: bytes) -> object | None:
+    """Decode what EOF left; a payload that fails to parse was cut short: None, and the relay,
+    seeing no terminator, reports the stream as cut."""
+    try:
+        return _decode(payload)
+    except MalformedEvent:
+        return None
 
 
 class EventDecoder:
@@ -190,7 +189,7 @@ class EventDecoder:
     def finish(self) -> list[Event]:
         """The events of whatever EOF left in the buffer."""
         self._raise_pending()
-        return self._all_events(lambda value: value, self._framer.finish())
+        return self._all_events(_decode_at_eof, self._framer.finish())
 
     def _all_events(self, decode, items: list) -> list[Event]:
         """Events of several payloads; an error after some events waits for the next call."""
@@ -224,25 +223,28 @@ class EventDecoder:
             raise error
 
 
+class _Payloads:
+    """An adapter whose events are the decoded payloads themselves."""
+
+    @staticmethod
+    def parse_event(payload: object) -> list[object]:
+        """The payload, as it is."""
+        return [payload]
+
+
 def iter_payloads(chunks: Iterable[bytes], framing: str) -> Iterator[object]:
     """Yield decoded JSON payloads (or DONE) from raw upstream reads."""
-    framer = _framer(framing)
-    return _iter_payloads(chunks, framer)
-
-
-def _iter_payloads(chunks: Iterable[bytes], framer) -> Iterator[object]:
-    """The generator behind iter_payloads (so a bad framing fails at the call)."""
-    for chunk in chunks:
-        for raw in framer.feed(chunk):
-            value = _decode_line(raw)
-            if value is not None:
-                yield value
-    yield from framer.finish()
+    return iter_events(chunks, _Payloads, framing)
 
 
 def iter_events(chunks: Iterable[bytes], adapter: Adapter, framing: str) -> Iterator[Event]:
-    """Yield the adapter's events for every payload of the stream."""
-    decoder = EventDecoder(adapter, framing)
+    """Yield the adapter's events for every payload of the stream (a bad framing fails here,
+    not at the first read)."""
+    return _iter_events(chunks, EventDecoder(adapter, framing))
+
+
+def _iter_events(chunks: Iterable[bytes], decoder: EventDecoder) -> Iterator[Event]:
+    """The generator behind iter_events."""
     for chunk in chunks:
         yield from decoder.feed(chunk)
     yield from decoder.finish()

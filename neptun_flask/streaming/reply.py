@@ -57,8 +57,7 @@ class Reply:
             self.generated_chars += len(text)
             if self._plain and "<" not in text and "[" not in text:
                 # Nothing held and no tag or token can start here: the common case.
-                self._text.append(text)
-                self._pending.append(self._encode_text(text))
+                self._queue_text(text)
                 return
             clean = self._controls.feed(text)
             if clean:
@@ -91,10 +90,14 @@ class Reply:
     def _queue(self, part: str, piece: str) -> None:
         """Queue one text or reasoning part."""
         if part == "text":
-            self._text.append(piece)
-            self._pending.append(self._encode_text(piece))
+            self._queue_text(piece)
         else:
             self._pending.append(self._encoder.reasoning(piece))
+
+    def _queue_text(self, piece: str) -> None:
+        """Queue one text part (kept for the stored reply too)."""
+        self._text.append(piece)
+        self._pending.append(self._encode_text(piece))
 
     def flush_filters(self) -> None:
         """Release text the filters still hold once the upstream is done."""

@@ -11,7 +11,7 @@ from tests.fakes.protocols import expected_text
 from .hotspots import find_py_spy, record, summarize
 from .machine import RssPeak, process_cpu_seconds, tree_cpu_seconds
 from .processes import LoadGen
-from .report import Row, make_row, percentile
+from .report import Row, make_row
 
 
 @dataclass
@@ -59,17 +59,20 @@ class Bench:
         client = process_cpu_seconds(self.fake_pid) - fake + answer["cpu"]
         return Round(answer["results"], answer["wall"], server, client, rss.peak_kib)
 
+    def _row(self, name: str, k: int, rounds: list[Round]) -> Row:
+        """A row summing ``rounds``."""
+        return make_row(name, k, {"results": [r for one in rounds for r in one.results],
+                                  "wall": sum(one.wall for one in rounds)},
+                        self.args.tokens, sum(one.server_cpu for one in rounds),
+                        max(one.rss_kib for one in rounds), sum(one.client_cpu for one in rounds))
+
     def row(self, target, k: int, rounds: list[Round]) -> Row:
-        """One table row from all rounds of a target at K."""
-        row = make_row(target.name, k, {"results": [r for one in rounds for r in one.results],
-                                        "wall": sum(one.wall for one in rounds)},
-                       self.args.tokens, sum(one.server_cpu for one in rounds),
-                       max(one.rss_kib for one in rounds),
-                       sum(one.client_cpu for one in rounds))
-        cpu = " ".join(f"{one.server_cpu / (len(one.results) * self.args.tokens) * 1000:.3f}"
-                       for one in rounds)
-        ttft = " ".join(f"{percentile([r['ttft'] * 1000 for r in one.results if r['ttft']], 95) or 0:.0f}"
-                        for one in rounds)
+        """One table row from all rounds of a target at K; each round's CPU and TTFT p95 go to
+        stderr, which shows how noisy the machine was."""
+        row = self._row(target.name, k, rounds)
+        alone = [self._row(target.name, k, [one]) for one in rounds]
+        cpu = " ".join(f"{one.cpu_per_1k or 0:.3f}" for one in alone)
+        ttft = " ".join(f"{one.p('ttft', 95) or 0:.0f}" for one in alone)
         print(f"  {target.name:>15} K={k:<4} {row.streams} streams in {len(rounds)} rounds, "
               f"{row.errors} errors, {row.incomplete} incomplete; by round: CPU s/1k tokens "
               f"{cpu}, TTFT p95 ms {ttft}", file=sys.stderr, flush=True)
