@@ -100,8 +100,9 @@ def register_extensions(app: Flask) -> None:
         hooks.remove(limiter._check_request_limit)
     app.session_interface = _NoFlaskSession()
     # Database work of concurrent requests, batched (see batching.py); after db is bound.
+    from .ai.admission import admit_chat_requests
     from .auth.sessions import find_sessions
-    from .chats.store import admit_chat_requests, insert_messages
+    from .chats.store import insert_messages
     register_batchers(app, sessions=find_sessions, chat_requests=admit_chat_requests,
                       chat_messages=insert_messages)
 

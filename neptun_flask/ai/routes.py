@@ -3,7 +3,6 @@ from __future__ import annotations
 
 from flask import Blueprint
 
-from ..auth.sessions import require_session
 from ..catalog import CHAT_PROVIDERS, PROVIDERS, current_catalog
 from .view import chat_response
 
@@ -12,14 +11,13 @@ CHAT_INVALID = "Invalid model name"
 ROUTER_INVALID = "Invalid model publisher or model name"
 
 
-def _guarded(name: str, prefix: str) -> Blueprint:
-    """A blueprint whose every route needs a valid session."""
-    bp = Blueprint(name, __name__, url_prefix=prefix)
-    bp.before_request(require_session)
-    return bp
+def _chat_blueprint(name: str, prefix: str) -> Blueprint:
+    """A blueprint of chat routes. Every route answers with ``chat_response``, which checks
+    the session itself, in the same database step as the chat (so no before-request guard)."""
+    return Blueprint(name, __name__, url_prefix=prefix)
 
 
-huggingface = _guarded("ai_huggingface", "/api/ai/huggingface")
+huggingface = _chat_blueprint("ai_huggingface", "/api/ai/huggingface")
 
 
 @huggingface.post("/<publisher>/<name>/chat")
@@ -39,7 +37,7 @@ def huggingface_short_chat(name: str):
 
 def _chat_provider_blueprint(provider: str) -> Blueprint:
     """``/api/ai/<provider>/<name>/chat`` for a provider whose publisher is itself."""
-    bp = _guarded(f"ai_{provider}", f"/api/ai/{provider}")
+    bp = _chat_blueprint(f"ai_{provider}", f"/api/ai/{provider}")
 
     @bp.post("/<name>/chat")
     def chat(name: str):
@@ -49,7 +47,7 @@ def _chat_provider_blueprint(provider: str) -> Blueprint:
     return bp
 
 
-router = _guarded("ai_router", "/api/ai")
+router = _chat_blueprint("ai_router", "/api/ai")
 
 
 @router.post("/<publisher>/<name>/chat")

@@ -1,10 +1,12 @@
-"""The one view body every chat route calls: validate, check, open the upstream, stream."""
+"""The one view body every chat route calls: authenticate, validate, check, open the upstream,
+stream."""
 from __future__ import annotations
 
-from flask import current_app, g, request
+from flask import current_app, request
 
 from ..catalog import CatalogEntry
-from ..chats.store import admit_to_chat, message_inserter
+from ..auth.sessions import session_token
+from ..chats.store import message_inserter
 from ..errors import ApiError
 from ..providers import get_adapter
 from ..providers.base import RequestTooLarge
@@ -13,6 +15,7 @@ from ..streaming.protocol import ENCODERS
 from ..streaming.relay import ReplyStream, ReplyTarget
 from ..streaming.upstream import Timeouts, open_upstream
 from ..validation import load_args, load_body
+from .admission import admit
 from .settings import provider_settings
 
 RETIRED_MESSAGE = "Service not available anymore."
@@ -21,40 +24,46 @@ _body_schema = ChatRequestSchema()
 
 
 def chat_response(entry: CatalogEntry | None, invalid_message: str):
-    """Stream ``entry``'s reply to the posted messages (the checks run in the documented order)."""
+    """Stream ``entry``'s reply to the posted messages. The checks answer in the documented
+    order: session, query args, model, body, chat, provider settings, prompt size; the
+    session and the chat are checked (and the user's message stored) in one database step."""
+    token = session_token()
+    try:
+        args, messages = _checked(entry, invalid_message)
+    except Exception:
+        admit(token)  # no session is the first answer
+        raise
+    chat_id = args["chat_id"] if args["chat_id"] != -1 and not args["is_playground"] else None
+    adapter = get_adapter(entry.spec.provider)
+    try:
+        upstream_request = _build(entry, adapter, messages)
+    except Exception:
+        admit(token, chat_id)  # then an unknown chat
+        raise
+    last = messages[-1]
+    admit(token, chat_id, last["content"] if last["role"] == "user" else None)
+    return _stream(entry, adapter, upstream_request, ENCODERS[args["stream_protocol"]], chat_id)
+
+
+def _checked(entry: CatalogEntry | None, invalid_message: str) -> tuple[dict, list[dict]]:
+    """The query args and messages, once the model and the body pass (no side effects)."""
     args = load_args(_args_schema)
     if entry is None:
         raise ApiError(400, invalid_message)
     if entry.retired:
         raise ApiError(400, RETIRED_MESSAGE)
-    messages = load_body(_body_schema)["messages"]
-    chat_id = args["chat_id"] if args["chat_id"] != -1 and not args["is_playground"] else None
-    adapter = get_adapter(entry.spec.provider)
-    upstream_request = _prepare(entry, adapter, messages, chat_id)
-    return _stream(entry, adapter, upstream_request, ENCODERS[args["stream_protocol"]], chat_id)
+    return args, load_body(_body_schema)["messages"]
 
 
-def _prepare(entry: CatalogEntry, adapter, messages: list[dict], chat_id: int | None):
-    """Check the chat and the provider, build the upstream request, store the user message.
-
-    The chat check and the insert are one step, batched with those of concurrent requests
-    (see batching.py); no database connection is held while the upstream is called."""
+def _build(entry: CatalogEntry, adapter, messages: list[dict]):
+    """The upstream request: the provider must be configured and the prompt fit the model."""
     config = current_app.config
-    spec = entry.spec
     try:
-        settings = provider_settings(spec.provider, config)
-        upstream_request = adapter.build_request(spec, messages, settings,
-                                                 config["NEPTUN_SYSTEM_PROMPT"])
-    except (ApiError, RequestTooLarge) as error:
-        if chat_id is not None:
-            admit_to_chat(chat_id, g.user_id, None)  # an unknown chat is the first answer
-        if isinstance(error, RequestTooLarge):
-            raise ApiError(400, "The last message is too long for this model.") from None
-        raise
-    if chat_id is not None:
-        last = messages[-1]
-        admit_to_chat(chat_id, g.user_id, last["content"] if last["role"] == "user" else None)
-    return upstream_request
+        return adapter.build_request(entry.spec, messages,
+                                     provider_settings(entry.spec.provider, config),
+                                     config["NEPTUN_SYSTEM_PROMPT"])
+    except RequestTooLarge:
+        raise ApiError(400, "The last message is too long for this model.") from None
 
 
 def _stream(entry: CatalogEntry, adapter, upstream_request, encoder, chat_id: int | None):

@@ -46,24 +46,47 @@ def create_session(user_id: int) -> tuple[str, Session]:
     return token, row
 
 
+def lookup_sessions(connection, hashes: list[str]) -> dict:
+    """The session rows of token hashes, by hash, in one query."""
+    if not hashes:
+        return {}
+    return {row.token_hash: row for row in connection.execute(
+        _FIND_SESSIONS, {"hashes": sorted(set(hashes))})}
+
+
+def is_live(row, now: datetime) -> bool:
+    """The rule: a session row exists and has not expired."""
+    return row is not None and row.expires_at > now
+
+
 def find_sessions(engine, hashes: list[str]) -> list:
     """The session rows of token hashes (None where there is none), in one query: the batched
     lookup of concurrent requests (see batching.py)."""
     with engine.connect() as connection:
-        rows = {row.token_hash: row for row in connection.execute(
-            _FIND_SESSIONS, {"hashes": sorted(set(hashes))})}
+        rows = lookup_sessions(connection, hashes)
     return [rows.get(token_hash) for token_hash in hashes]
 
 
-def find_session(token: str | None):
-    """The valid, unexpired session row (user_id, created_at, ...) for a cookie token, or None;
-    slides its expiry when due. Every guarded request runs this: the lookup is batched."""
+def token_hash(token: str | None) -> str | None:
+    """The hash of a cookie token worth looking up; None for a missing or oversized one."""
     if not token or len(token) > 256:
         return None
-    row = app_batcher("sessions")(hash_token(token))
+    return hash_token(token)
+
+
+def lookup_session(token: str | None):
+    """The session row of a cookie token (live or not), or None. Every guarded request runs
+    this: the lookup is batched."""
+    hashed = token_hash(token)
+    return None if hashed is None else app_batcher("sessions")(hashed)
+
+
+def accept_session(row):
+    """401 unless ``row`` is a live session; sets ``g.user_id`` and slides the expiry when due."""
     now = utcnow()
-    if row is None or row.expires_at <= now:
-        return None
+    if not is_live(row, now):
+        raise ApiError(401, "Unauthorized")
+    g.user_id = row.user_id
     if now - row.last_seen_at >= _TOUCH_INTERVAL:
         expires = now + _lifetime()
         with db.engine.begin() as connection:
@@ -87,11 +110,7 @@ def session_token() -> str | None:
 
 def current_session():
     """The request's valid session row; 401 without one. Sets ``g.user_id``."""
-    row = find_session(session_token())
-    if row is None:
-        raise ApiError(401, "Unauthorized")
-    g.user_id = row.user_id
-    return row
+    return accept_session(lookup_session(session_token()))
 
 
 def require_session() -> None:

@@ -22,7 +22,7 @@ _NO_REPLY = {"model": None, "finish_reason": None, "prompt_tokens": None,
              "completion_tokens": None}
 
 
-def _owned(connection, pairs: list[tuple[int, int]]) -> list[bool]:
+def owned_pairs(connection, pairs: list[tuple[int, int]]) -> list[bool]:
     """The rule, for (chat_id, user_id) pairs: the chat exists and is the user's. An id no row
     can have is missing too (querying it would fail: integer out of range)."""
     ids = sorted({chat_id for chat_id, _ in pairs if 0 < chat_id <= MAX_ID})
@@ -31,41 +31,23 @@ def _owned(connection, pairs: list[tuple[int, int]]) -> list[bool]:
     return [pair in found for pair in pairs]
 
 
-def admit_to_chat(chat_id: int, user_id: int, text: str | None) -> None:
-    """404 unless the chat exists and is the user's (the same answer for both cases); then
-    the user's message ``text``, if any, is stored and committed when this returns. One query
-    and one transaction serve the concurrent requests (see batching.py)."""
-    row = None if text is None else _message_row(chat_id, "user", text)
-    try:
-        owned = app_batcher("chat_requests")((chat_id, user_id, row))
-    except IntegrityError:  # deleted between the check and the insert
-        owned = False
-    if not owned:
-        raise ApiError(404, "Chat not found")
+def insert_rows(connection, rows: list[dict]) -> None:
+    """Insert message rows (built by ``message_row``) in the connection's transaction."""
+    if rows:
+        connection.execute(_INSERT_MESSAGE, rows)
 
 
 def owned_chat(chat_id: int, user_id: int) -> Chat:
     """The user's chat as an ORM object, or 404."""
-    if not _owned(db.session, [(chat_id, user_id)])[0]:
+    if not owned_pairs(db.session, [(chat_id, user_id)])[0]:
         raise ApiError(404, "Chat not found")
     return db.session.get(Chat, chat_id)
-
-
-def admit_chat_requests(engine, items: list[tuple[int, int, dict | None]]) -> list[bool]:
-    """For (chat_id, user_id, message row or None) items: whether each chat is the user's, and
-    the owned ones' rows inserted, in one transaction (the batched step of admit_to_chat)."""
-    with engine.begin() as connection:
-        owned = _owned(connection, [(chat_id, user_id) for chat_id, user_id, _ in items])
-        rows = [row for (_, _, row), ok in zip(items, owned) if ok and row is not None]
-        if rows:
-            connection.execute(_INSERT_MESSAGE, rows)
-    return owned
 
 
 def insert_messages(engine, rows: list[dict]) -> list[None]:
     """Insert message rows in one transaction (the batched step of store_message)."""
     with engine.begin() as connection:
-        connection.execute(_INSERT_MESSAGE, rows)
+        insert_rows(connection, rows)
     return [None] * len(rows)
 
 
@@ -78,12 +60,12 @@ def store_message(inserter: Batcher, chat_id: int, actor: str, text: str, **repl
     """Append a message to a chat; it is committed when this returns, in one transaction with
     the concurrent requests' messages. A chat deleted since it was checked is a 404."""
     try:
-        inserter(_message_row(chat_id, actor, text, **reply))
+        inserter(message_row(chat_id, actor, text, **reply))
     except IntegrityError:
         raise ApiError(404, "Chat not found") from None
 
 
-def _message_row(chat_id: int, actor: str, text: str, **reply) -> dict:
+def message_row(chat_id: int, actor: str, text: str, **reply) -> dict:
     """A chat_messages row; inserting it moves the chat's ``updated_at`` (the trigger of
     migration 0002)."""
     now = utcnow()

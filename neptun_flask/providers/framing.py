@@ -162,6 +162,12 @@ def _decode_at_eof(payload: bytes) -> object | None:
         return None
 
 
+def _unexpected_shape(error: Exception) -> MalformedEvent:
+    """Valid JSON of an unexpected shape (e.g. "choices": ["x"]) is a malformed event too; the
+    relay handles ValueErrors, not every error a lookup can raise."""
+    return MalformedEvent(f"unexpected event shape from upstream ({type(error).__name__})")
+
+
 class EventDecoder:
     """Turns each upstream read into the adapter's events: framing, JSON, adapter, in one call.
 
@@ -177,14 +183,23 @@ class EventDecoder:
 
     def feed(self, chunk: bytes) -> list[Event]:
         """The events completed by one read; raises MalformedEvent for a bad payload."""
-        self._raise_pending()
+        if self._error is not None:
+            self._raise_pending()
         raws = self._framer.feed(chunk)
-        if not raws:
-            return []
-        if len(raws) == 1:   # the common case: one event per read
+        if len(raws) != 1:
+            return self._all_events(_decode_line, raws) if raws else []
+        # The common case, one JSON event per read, decoded and parsed right here; anything
+        # else ([DONE], a blank NDJSON line, bad JSON) takes the general path.
+        try:
+            value = orjson.loads(raws[0])
+        except orjson.JSONDecodeError:
             value = _decode_line(raws[0])
-            return [] if value is None else self._events(value)
-        return self._all_events(_decode_line, raws)
+            if value is None:
+                return []
+        try:
+            return self._parse(value)
+        except (AttributeError, TypeError, KeyError, IndexError) as error:
+            raise _unexpected_shape(error) from None
 
     def finish(self) -> list[Event]:
         """The events of whatever EOF left in the buffer."""
@@ -211,10 +226,7 @@ class EventDecoder:
         try:
             return self._parse(value)
         except (AttributeError, TypeError, KeyError, IndexError) as error:
-            # Valid JSON of an unexpected shape (e.g. "choices": ["x"]) is a malformed event
-            # too; the relay handles ValueErrors, not every error a lookup can raise.
-            raise MalformedEvent(
-                f"unexpected event shape from upstream ({type(error).__name__})") from None
+            raise _unexpected_shape(error) from None
 
     def _raise_pending(self) -> None:
         """Raise an error held back from the previous read."""

@@ -81,7 +81,7 @@ class ReplyStream:
                     set_read_timeout(self._response, self._idle_timeout)
                 if not reply.done and time.monotonic() > self._deadline:
                     reply.fail(TOTAL_TIMEOUT_MESSAGE)
-                if reply.done or (reply.has_content if stop_at_content else reply.has_pending):
+                if reply.done or (reply.has_content if stop_at_content else reply.pending):
                     return
             reply.apply_all(decoder.finish())
             if not reply.done:

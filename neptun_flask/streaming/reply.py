@@ -21,28 +21,21 @@ class Reply:
         self._think = ThinkSplitter(starts_in_reasoning)
         self._plain = self._think.plain   # both filters would pass plain text through as is
         self._encode_text = encoder.text
-        self._pending = [encoder.start(f"msg-{uuid.uuid4().hex}")]
+        self.pending = [encoder.start(f"msg-{uuid.uuid4().hex}")]   # bytes for the client
         self._text: list[str] = []
         self.generated_chars = 0
         self._usage: Usage | None = None
         self._reason: str | None = None
         self.ended = False
         self.error: str | None = None
-
-    @property
-    def done(self) -> bool:
-        """The upstream ended or failed: nothing more will be applied."""
-        return self.ended or self.error is not None
-
-    @property
-    def has_pending(self) -> bool:
-        """Some bytes are queued for the client."""
-        return bool(self._pending)
+        # The upstream ended or failed: nothing more will be applied. An attribute, not a
+        # property: the relay reads it after every upstream read.
+        self.done = False
 
     @property
     def has_content(self) -> bool:
         """Some text or reasoning is queued (beyond the opening part)."""
-        return len(self._pending) > 1
+        return len(self.pending) > 1
 
     @property
     def text(self) -> str:
@@ -55,10 +48,6 @@ class Reply:
         if kind is TextDelta:
             text = event.text
             self.generated_chars += len(text)
-            if self._plain and "<" not in text and "[" not in text:
-                # Nothing held and no tag or token can start here: the common case.
-                self._queue_text(text)
-                return
             clean = self._controls.feed(text)
             if clean:
                 for part, piece in self._think.feed(clean):
@@ -72,32 +61,41 @@ class Reply:
         elif kind is FinishReason:
             self._reason = event.reason
         elif kind is End:
-            self.ended = True
+            self.ended = self.done = True
         elif kind is UpstreamError:
-            self.error = event.message
+            self.fail(event.message)
 
     def apply_all(self, events) -> None:
-        """Apply the events of one read, in order, up to the end of the reply."""
+        """Apply the events of one read, in order, up to the end of the reply. The common
+        event, text while no filter holds anything and no tag or token can start in it, is
+        queued here directly: the filters would pass it through as is."""
         for event in events:
             if self.done:
                 return
+            if type(event) is TextDelta and self._plain:
+                text = event.text
+                if "<" not in text and "[" not in text:
+                    self.generated_chars += len(text)
+                    self._queue_text(text)
+                    continue
             self.apply(event)
 
     def fail(self, message: str) -> None:
         """End the reply with an error."""
         self.error = message
+        self.done = True
 
     def _queue(self, part: str, piece: str) -> None:
         """Queue one text or reasoning part."""
         if part == "text":
             self._queue_text(piece)
         else:
-            self._pending.append(self._encoder.reasoning(piece))
+            self.pending.append(self._encoder.reasoning(piece))
 
     def _queue_text(self, piece: str) -> None:
         """Queue one text part (kept for the stored reply too)."""
         self._text.append(piece)
-        self._pending.append(self._encode_text(piece))
+        self.pending.append(self._encode_text(piece))
 
     def flush_filters(self) -> None:
         """Release text the filters still hold once the upstream is done."""
@@ -108,8 +106,8 @@ class Reply:
 
     def take_pending(self) -> bytes:
         """The queued bytes, once."""
-        chunk = b"".join(self._pending)
-        self._pending.clear()
+        chunk = b"".join(self.pending)
+        self.pending.clear()
         return chunk
 
     def token_counts(self) -> tuple[int, int]:

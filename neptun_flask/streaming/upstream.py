@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import partial
 
+import orjson
 import requests
 from requests.adapters import HTTPAdapter
 
@@ -39,7 +40,7 @@ class Timeouts:
 # merging (cookies, settings, hooks) costs more than the rest of the call, and its cookie jar
 # would carry cookies an upstream set for one user into every other user's requests.
 _adapter = HTTPAdapter(pool_connections=8, pool_maxsize=1024, max_retries=0)
-_HEADERS = {"User-Agent": "neptun-flask", "Accept": "*/*"}
+_HEADERS = {"User-Agent": "neptun-flask", "Accept": "*/*", "Content-Type": "application/json"}
 
 
 def _send(request: UpstreamRequest, timeouts: Timeouts) -> requests.Response:
@@ -50,7 +51,8 @@ def _send(request: UpstreamRequest, timeouts: Timeouts) -> requests.Response:
     prepared.prepare_method("POST")
     prepared.prepare_url(request.url, None)
     prepared.prepare_headers({**_HEADERS, **request.headers})
-    prepared.prepare_body(None, None, request.json)
+    # The JSON body encoded by orjson (requests would use the json module, ~10x slower).
+    prepared.prepare_body(orjson.dumps(request.json), None)
     prepared.prepare_hooks(None)
     return _adapter.send(prepared, stream=True,
                          timeout=(timeouts.connect, timeouts.first_token))

@@ -686,13 +686,15 @@ def test_every_catalog_model_on_router_and_provider_route(client, user_id, model
     ("huggingface", "Qwen2.5-72B-Instruct"), ("cloudflare", "llama-3.3-70b-instruct-fp8-fast"),
     ("openrouter", "deepseek-chat"), ("ollama", "rwkv-6-world"),
 ])
-def test_router_view_with_a_provider_as_publisher(app, publisher, name):
+def test_router_view_with_a_provider_as_publisher(app, client, user_id, publisher, name):
     """The router view resolves a provider name as publisher to that provider's model."""
+    cookie = {"Cookie": f"{COOKIE}={session_token(client)}"}
     for model_name, status, message in (
             (name, 503, f"Provider {publisher} is unreachable"),
             ("no-such-model", 400, ROUTER_INVALID)):
         url = chat_url(f"/api/ai/{publisher}/{model_name}/chat")
-        with (app.test_request_context(url, method="POST", json={"messages": HELLO}),
+        with (app.test_request_context(url, method="POST", json={"messages": HELLO},
+                                       headers=cookie),
               pytest.raises(ApiError) as raised):
             router_chat(publisher, model_name)
         assert (raised.value.status, raised.value.message) == (status, message)
