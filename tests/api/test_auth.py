@@ -161,9 +161,12 @@ def test_login_rate_limit_per_client_and_email(app_factory):
     app = app_factory(LOGIN_RATE_LIMIT="3/minute")
     client = app.test_client()
     sign_up(client, EMAIL, PASSWORD)
-    for _ in range(3):
+    for left in (2, 1, 0):
         response = client.post("/api/auth/login", json={"email": EMAIL, "password": "bad-guess"})
         assert response.status_code == 401
+        assert response.headers["X-RateLimit-Remaining"] == str(left)
+    # The limiter's hooks run only where limits are: other routes carry no rate-limit headers.
+    assert not [h for h in client.get("/api/models").headers if h[0].startswith("X-RateLimit")]
     blocked = client.post("/api/auth/login", json={"email": EMAIL, "password": PASSWORD})
     assert_error(blocked, 429)
     assert int(blocked.headers["Retry-After"]) > 0
