@@ -106,6 +106,7 @@ class Service:
         self.port = self.server.port
         self.cpu_pid, self.rss_pid = self.server.pid, self.server.worker_pid
         self._http = requests.Session()
+        self._chats: list[int] = []
         self._user_id = self._sign_up()
         self.headers = {"Cookie": f"neptun-session={self._http.cookies['neptun-session']}"}
 
@@ -117,16 +118,18 @@ class Service:
         return response.json()["user"]["id"]
 
     def prepare(self, count: int) -> list[tuple[str, str]]:
-        """One new chat per stream, so every reply is stored in a chat of its own."""
+        """One chat per concurrent stream, so every reply is stored in a chat of its own. The
+        chats are created once (on first need) and every round continues them: creating
+        K chats right before each round would put K other requests, and their garbage,
+        in front of the service's rounds only."""
         url = f"{self.server.base_url}/api/users/{self._user_id}/chats"
-        path = f"/api/ai/{self._provider}/{MODEL_NAMES[self._provider]}/chat"
-        prepared = []
-        for _ in range(count):
+        while len(self._chats) < count:
             response = self._http.post(url, json={"model": self._model_id, "name": "bench"},
                                        timeout=30)
             response.raise_for_status()
-            prepared.append((f"{path}?chat_id={response.json()['chat']['id']}", CLIENT_BODY))
-        return prepared
+            self._chats.append(response.json()["chat"]["id"])
+        path = f"/api/ai/{self._provider}/{MODEL_NAMES[self._provider]}/chat"
+        return [(f"{path}?chat_id={chat_id}", CLIENT_BODY) for chat_id in self._chats[:count]]
 
     def close(self) -> None:
         """Stop gunicorn and delete the database."""
