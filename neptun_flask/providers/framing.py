@@ -85,12 +85,17 @@ class SseFramer(_Lines):
         super().__init__()
         self._data: list[bytes] = []
 
+    def single(self, chunk: bytes) -> bytes | None:
+        """The payload when this read is exactly one whole one-line event (the common read)
+        and nothing is held from earlier reads; None otherwise (then ``feed`` it)."""
+        if (chunk.startswith(b"data: ") and chunk.endswith(b"\n\n") and len(chunk) > 8
+                and chunk.find(b"\n") == len(chunk) - 2 and chunk[-3] != 13
+                and not self._pending and not self._data):
+            return chunk[6:-2]
+        return None
+
     def feed(self, chunk: bytes) -> list[bytes]:
         """The raw payloads completed by this read."""
-        if (chunk[-2:] == b"\n\n" and chunk[:6] == b"data: " and chunk.count(b"\n") == 2
-                and not self._pending and not self._data and chunk[-3:-2] != b"\r"):
-            # The common read: exactly one whole one-line event.
-            return [chunk[6:-2]] if len(chunk) > 8 else []
         out = []
         data = self._data
         for line in self._lines(chunk):
@@ -120,6 +125,12 @@ class NdjsonFramer(_Lines):
     """One payload per non-blank line."""
 
     __slots__ = ()
+
+    def single(self, chunk: bytes) -> bytes | None:
+        """The line when this read is exactly one whole line and nothing is held; else None."""
+        if chunk.find(b"\n") == len(chunk) - 1 and len(chunk) > 1 and not self._pending:
+            return chunk[:-1]
+        return None
 
     def feed(self, chunk: bytes) -> list[bytes]:
         """The raw payloads completed by this read."""
@@ -185,15 +196,15 @@ class EventDecoder:
         """The events completed by one read; raises MalformedEvent for a bad payload."""
         if self._error is not None:
             self._raise_pending()
-        raws = self._framer.feed(chunk)
-        if len(raws) != 1:
-            return self._all_events(_decode_line, raws) if raws else []
+        raw = self._framer.single(chunk)
+        if raw is None:
+            return self._all_events(_decode_line, self._framer.feed(chunk))
         # The common case, one JSON event per read, decoded and parsed right here; anything
         # else ([DONE], a blank NDJSON line, bad JSON) takes the general path.
         try:
-            value = orjson.loads(raws[0])
+            value = orjson.loads(raw)
         except orjson.JSONDecodeError:
-            value = _decode_line(raws[0])
+            value = _decode_line(raw)
             if value is None:
                 return []
         try:

@@ -50,6 +50,36 @@ def test_byte_by_byte_gives_the_same_payloads(name, framing):
     assert events_of(name, single_bytes, framing) == events_of(name, [body], framing)
 
 
+@pytest.mark.parametrize("name, framing", ALL_STREAMS)
+def test_one_event_per_read_gives_the_same_payloads(name, framing):
+    """Reads of exactly one event each (how upstreams send, and the decoder's fast path)."""
+    body = protocol(name)
+    separator = b"\n\n" if framing == "sse" else b"\n"
+    pieces = body.split(separator)
+    reads = [piece + separator for piece in pieces[:-1]] + ([pieces[-1]] if pieces[-1] else [])
+    assert reads
+    assert payloads(reads, framing) == payloads([body], framing)
+    assert events_of(name, reads, framing) == events_of(name, [body], framing)
+
+
+@pytest.mark.parametrize("reads, expected", [
+    ([b"data: [DONE]\n\n"], [DONE]),
+    ([b'data: {"a":1}\r\n\r\n', b"data: [DONE]\r\n\r\n"], [{"a": 1}, DONE]),
+    ([b"data: \n\n", b"data: {}\n\n"], [{}]),
+    ([b'data: {"a":', b'1}\n\n', b'data: {"b":2}\n\n'], [{"a": 1}, {"b": 2}]),
+], ids=["done", "crlf", "empty-data", "held-then-whole"])
+def test_whole_one_event_reads_at_the_edges(reads, expected):
+    assert payloads(reads) == expected
+
+
+@pytest.mark.parametrize("reads, expected", [
+    ([b'{"a":1}\r\n', b"  \n", b"\n", b'{"b":2}\n'], [{"a": 1}, {"b": 2}]),
+    ([b'{"a":', b'1}\n', b'{"b":2}\n'], [{"a": 1}, {"b": 2}]),
+], ids=["crlf-and-blank", "held-then-whole"])
+def test_whole_one_line_ndjson_reads_at_the_edges(reads, expected):
+    assert payloads(reads, "ndjson") == expected
+
+
 def test_keep_alive_comments_and_other_fields_are_ignored():
     body = (b":\n\n: OPENROUTER PROCESSING\n\nevent: message\nid: 7\nretry: 100\n"
             b"data: {\"a\": 1}\n\n:\n\n")
