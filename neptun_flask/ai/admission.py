@@ -8,20 +8,17 @@ from __future__ import annotations
 
 from sqlalchemy.exc import IntegrityError
 
-from ..auth.sessions import accept_session, is_live, lookup_sessions, token_hash
+from ..auth.sessions import accept_session, cookie_hash, is_live, lookup_sessions
 from ..batching import app_batcher
-from ..chats.store import insert_rows, message_row, owned_pairs
+from ..chats.store import CHAT_NOT_FOUND, insert_rows, message_row, owned_pairs
 from ..errors import ApiError
 from ..models import utcnow
-
-CHAT_NOT_FOUND = "Chat not found"
-
 
 def admit(token: str | None, chat_id: int | None = None, text: str | None = None) -> None:
     """401 unless the cookie's session is live (then ``g.user_id`` is set); 404 unless the
     chat, if any, is the user's (the same answer for a missing chat); the user's message
     ``text``, if any, is committed when this returns."""
-    hashed = token_hash(token)
+    hashed = cookie_hash(token)
     if hashed is None:
         accept_session(None)  # raises the 401
     row = None if chat_id is None or text is None else message_row(chat_id, "user", text)

@@ -64,10 +64,10 @@ def find_sessions(engine, hashes: list[str]) -> list:
     lookup of concurrent requests (see batching.py)."""
     with engine.connect() as connection:
         rows = lookup_sessions(connection, hashes)
-    return [rows.get(token_hash) for token_hash in hashes]
+    return [rows.get(hashed) for hashed in hashes]
 
 
-def token_hash(token: str | None) -> str | None:
+def cookie_hash(token: str | None) -> str | None:
     """The hash of a cookie token worth looking up; None for a missing or oversized one."""
     if not token or len(token) > 256:
         return None
@@ -77,7 +77,7 @@ def token_hash(token: str | None) -> str | None:
 def lookup_session(token: str | None):
     """The session row of a cookie token (live or not), or None. Every guarded request runs
     this: the lookup is batched."""
-    hashed = token_hash(token)
+    hashed = cookie_hash(token)
     return None if hashed is None else app_batcher("sessions")(hashed)
 
 

@@ -18,14 +18,21 @@ _chats = Chat.__table__
 _CHAT_OWNERS = select(_chats.c.id, _chats.c.user_id).where(
     _chats.c.id.in_(bindparam("chat_ids", expanding=True)))
 _INSERT_MESSAGE = insert(_messages)
+#: The one answer for a chat that is missing or not the user's.
+CHAT_NOT_FOUND = "Chat not found"
 _NO_REPLY = {"model": None, "finish_reason": None, "prompt_tokens": None,
              "completion_tokens": None}
 
 
+def _storable(chat_id: int) -> bool:
+    """An id a row can have; any other is a missing chat (querying it would fail: integer out
+    of range)."""
+    return 0 < chat_id <= MAX_ID
+
+
 def owned_pairs(connection, pairs: list[tuple[int, int]]) -> list[bool]:
-    """The rule, for (chat_id, user_id) pairs: the chat exists and is the user's. An id no row
-    can have is missing too (querying it would fail: integer out of range)."""
-    ids = sorted({chat_id for chat_id, _ in pairs if 0 < chat_id <= MAX_ID})
+    """The rule, for (chat_id, user_id) pairs: the chat exists and is the user's."""
+    ids = sorted({chat_id for chat_id, _ in pairs if _storable(chat_id)})
     found = ({tuple(row) for row in connection.execute(_CHAT_OWNERS, {"chat_ids": ids})}
              if ids else set())
     return [pair in found for pair in pairs]
@@ -38,10 +45,11 @@ def insert_rows(connection, rows: list[dict]) -> None:
 
 
 def owned_chat(chat_id: int, user_id: int) -> Chat:
-    """The user's chat as an ORM object, or 404."""
-    if not owned_pairs(db.session, [(chat_id, user_id)])[0]:
-        raise ApiError(404, "Chat not found")
-    return db.session.get(Chat, chat_id)
+    """The user's chat as an ORM object, or 404 (one query)."""
+    chat = db.session.get(Chat, chat_id) if _storable(chat_id) else None
+    if chat is None or chat.user_id != user_id:
+        raise ApiError(404, CHAT_NOT_FOUND)
+    return chat
 
 
 def insert_messages(engine, rows: list[dict]) -> list[None]:
@@ -62,7 +70,7 @@ def store_message(inserter: Batcher, chat_id: int, actor: str, text: str, **repl
     try:
         inserter(message_row(chat_id, actor, text, **reply))
     except IntegrityError:
-        raise ApiError(404, "Chat not found") from None
+        raise ApiError(404, CHAT_NOT_FOUND) from None
 
 
 def message_row(chat_id: int, actor: str, text: str, **reply) -> dict:

@@ -173,12 +173,6 @@ def _decode_at_eof(payload: bytes) -> object | None:
         return None
 
 
-def _unexpected_shape(error: Exception) -> MalformedEvent:
-    """Valid JSON of an unexpected shape (e.g. "choices": ["x"]) is a malformed event too; the
-    relay handles ValueErrors, not every error a lookup can raise."""
-    return MalformedEvent(f"unexpected event shape from upstream ({type(error).__name__})")
-
-
 class EventDecoder:
     """Turns each upstream read into the adapter's events: framing, JSON, adapter, in one call.
 
@@ -207,10 +201,7 @@ class EventDecoder:
             value = _decode_line(raw)
             if value is None:
                 return []
-        try:
-            return self._parse(value)
-        except (AttributeError, TypeError, KeyError, IndexError) as error:
-            raise _unexpected_shape(error) from None
+        return self._events(value)
 
     def finish(self) -> list[Event]:
         """The events of whatever EOF left in the buffer."""
@@ -237,7 +228,10 @@ class EventDecoder:
         try:
             return self._parse(value)
         except (AttributeError, TypeError, KeyError, IndexError) as error:
-            raise _unexpected_shape(error) from None
+            # Valid JSON of an unexpected shape (e.g. "choices": ["x"]) is a malformed event
+            # too; the relay handles ValueErrors, not every error a lookup can raise.
+            raise MalformedEvent(
+                f"unexpected event shape from upstream ({type(error).__name__})") from None
 
     def _raise_pending(self) -> None:
         """Raise an error held back from the previous read."""
