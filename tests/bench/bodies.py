@@ -70,36 +70,50 @@ def raw_offset(parsed: Parsed, body_offset: int) -> int:
     return raw
 
 
+def _lines(body: bytes) -> tuple[list[bytes], bool]:
+    """The body's complete lines, and whether it ended with one (an unterminated last line
+    was cut short: it is not read)."""
+    *lines, tail = body.split(b"\n")
+    return lines, not tail
+
+
 def read_data_stream(body: bytes) -> tuple[str, bool, int | None]:
-    """AI SDK data stream: (text of ``0:`` parts, ended with ``d:``, offset of the first ``0:``)."""
+    """AI SDK data stream: (text of ``0:`` parts, ended with ``d:``, offset of the first ``0:``).
+    A line that is not JSON ends the reading: the stream is broken, so not finished."""
     text, first, offset = [], None, 0
-    lines = body.split(b"\n")
+    lines, whole = _lines(body)
     for line in lines:
         if line.startswith(b"0:"):
-            text.append(json.loads(line[2:]))
+            try:
+                text.append(json.loads(line[2:]))
+            except ValueError:
+                return "".join(text), False, first
             if first is None:
                 first = offset
         offset += len(line) + 1
-    finished = body.endswith(b"\n") and len(lines) > 1 and lines[-2].startswith(b"d:")
+    finished = whole and bool(lines) and lines[-1].startswith(b"d:")
     return "".join(text), finished, first
 
 
 def read_upstream(body: bytes, provider: str) -> tuple[str, bool, int | None]:
     """A provider's own stream: (reply text, whether it reached its end marker, offset of the
     first line carrying text). Comments and empty events (OpenRouter's processing comment and
-    role chunk) are not content."""
+    role chunk) are not content; a line that is not JSON ends the reading, as not finished."""
     text, finished, first, offset = [], False, None, 0
-    for line in body.split(b"\n"):
+    for line in _lines(body)[0]:
         at, offset = offset, offset + len(line) + 1
-        if provider == "ollama":
-            if not line.strip():
+        try:
+            if provider == "ollama":
+                if not line.strip():
+                    continue
+                event = json.loads(line)
+            elif line.startswith(b"data:"):
+                data = line[5:].strip()
+                event = "[DONE]" if data == b"[DONE]" else json.loads(data)
+            else:
                 continue
-            event = json.loads(line)
-        elif line.startswith(b"data:"):
-            data = line[5:].strip()
-            event = "[DONE]" if data == b"[DONE]" else json.loads(data)
-        else:
-            continue
+        except ValueError:
+            return "".join(text), False, first
         piece, end = _upstream_event(event, provider)
         if piece and first is None:
             first = at

@@ -52,7 +52,8 @@ def make_row(target: str, k: int, answer: dict, tokens: int, cpu: float, rss_kib
         total=[r["total"] * 1000 for r in ok if r["total"] is not None],
         gap=[r["gap"] * 1000 for r in ok], errors=len(results) - len(ok),
         incomplete=len(ok) - complete,
-        cpu_per_1k=cpu / (complete * tokens) * 1000 if complete else None,
+        # None, not 0, when the CPU time was below the clock tick (a tiny round).
+        cpu_per_1k=cpu / (complete * tokens) * 1000 if complete and cpu > 0 else None,
         rss_mb=rss_kib * 1024 / 1e6, client_core=client_cpu / wall, error_kinds=kinds)
 
 
