@@ -3,6 +3,7 @@ small real run of its command (fake upstream, load generator, gunicorn + gevent 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -189,7 +190,8 @@ def test_the_benchmark_command_runs_every_target_end_to_end(tmp_path):
          "--delay-ms", "5", "--rounds", "2", "--sequential", "3", "--warmup", "2",
          "--small-pool-k", "4", "--output", str(tmp_path / "report.md"),
          "--samples", str(samples)],
-        cwd=ROOT, capture_output=True, text=True, timeout=300)
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+        env={**os.environ, "TMPDIR": str(tmp_path)})  # its logs and database stay in tmp_path
     assert completed.returncode == 0, completed.stderr[-2000:]
     rows = {(item["target"], item["k"]): item for item in json.loads(samples.read_text())}
     assert set(rows) == {(target, k) for target in ("direct", "bare relay", "service")
