@@ -91,4 +91,8 @@ def load_config(env: dict | None = None) -> dict:
         "UPSTREAM_IDLE_TIMEOUT": _float(env, "UPSTREAM_IDLE_TIMEOUT", 60.0),
         "UPSTREAM_TOTAL_TIMEOUT": _float(env, "UPSTREAM_TOTAL_TIMEOUT", 600.0),
         "LOG_LEVEL": env.get("LOG_LEVEL", "INFO"),
+        "REDIS_URL": env.get("REDIS_URL") or None,
+        "REDIS_KEY_PREFIX": env.get("REDIS_KEY_PREFIX", "neptun:"),
+        "STREAM_DETACH_GRACE_SECONDS": _float(env, "STREAM_DETACH_GRACE_SECONDS", 20.0),
+        "STREAM_REAP_SECONDS": _float(env, "STREAM_REAP_SECONDS", 60.0),
     }

@@ -1,9 +1,9 @@
-"""Typed SQLAlchemy models: users, sessions, chats and chat messages."""
+"""Typed SQLAlchemy models: users, sessions, chats, chat messages and their generations."""
 from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from sqlalchemy import CheckConstraint, ForeignKey, Index, String, Text
+from sqlalchemy import CheckConstraint, ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 from sqlalchemy.types import DateTime, TypeDecorator
 
@@ -109,3 +109,39 @@ class ChatMessage(db.Model):
         CheckConstraint("actor IN ('user', 'assistant')", name="ck_chat_messages_actor"),
         Index("ix_chat_messages_chat_id_id", "chat_id", "id"),
     )
+
+
+class Generation(db.Model):
+    """The run that generates an assistant message (same id): its state while it streams, the
+    heartbeat of the process that owns it, a stop request, and the retry key of its turn."""
+
+    __tablename__ = "generations"
+
+    id: Mapped[int] = mapped_column(ForeignKey("chat_messages.id", ondelete="CASCADE"),
+                                    primary_key=True, autoincrement=False)
+    chat_id: Mapped[int] = mapped_column(ForeignKey("chats.id", ondelete="CASCADE"))
+    status: Mapped[str] = mapped_column(String(16))
+    stop_requested: Mapped[bool] = mapped_column(default=False)
+    idempotency_key: Mapped[str | None] = mapped_column(String(255))
+    request_hash: Mapped[str | None] = mapped_column(String(64))
+    heartbeat_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    reader_seen_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    __table_args__ = (
+        CheckConstraint("status IN ('running', 'done')", name="ck_generations_status"),
+        UniqueConstraint("chat_id", "idempotency_key", name="uq_generations_chat_id_key"),
+        Index("ix_generations_status_heartbeat_at", "status", "heartbeat_at"),
+    )
+
+
+class GenerationEvent(db.Model):
+    """One batch of a generation's parts (a JSON array), in the SQL log readers tail."""
+
+    __tablename__ = "generation_events"
+
+    generation_id: Mapped[int] = mapped_column(
+        ForeignKey("generations.id", ondelete="CASCADE"), primary_key=True, autoincrement=False)
+    seq: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    parts: Mapped[str] = mapped_column(Text)

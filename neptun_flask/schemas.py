@@ -133,6 +133,11 @@ class ChatMessageSchema(Schema):
     model = fields.String(allow_none=True)
     finish_reason = fields.String(allow_none=True)
     usage = fields.Method("dump_usage")
+    status = fields.Method("dump_status")
+
+    def dump_status(self, obj):
+        """``generating`` while the message's generation runs, else ``done``."""
+        return "generating" if obj.finish_reason is None and obj.actor == "assistant" else "done"
 
     def dump_usage(self, obj):
         """Token usage in the AI SDK's names."""
@@ -147,30 +152,50 @@ class ChatMessageInSchema(Schema):
     class Meta:
         unknown = EXCLUDE
 
+    id = Text(validate=validate.Length(min=1, max=255))
     role = fields.String(required=True, validate=validate.OneOf(("user", "assistant")))
     content = Text(required=True)
 
 
 class ChatRequestSchema(Schema):
-    """Body of ``POST /api/ai/.../chat``."""
+    """Body of ``POST /api/ai/.../chat``: the seed's ``{messages}``, plus what the AI SDK sends
+    (the chat ``id``, ``trigger``); other fields are ignored."""
 
     class Meta:
         unknown = EXCLUDE
 
     messages = fields.List(fields.Nested(ChatMessageInSchema), required=True,
                            validate=validate.Length(min=1, error="messages must not be empty."))
+    trigger = Text(validate=validate.Length(max=64))
+
+
+_BOOLEAN = {"truthy": {"true", "1"}, "falsy": {"false", "0"}}
+_PROTOCOL = {"load_default": "data", "validate": validate.OneOf(("data", "text"))}
 
 
 class ChatArgs(Schema):
-    """Query args of ``POST /api/ai/.../chat``."""
+    """Query args of ``POST /api/ai/.../chat``; without ``chat_id`` the body's ``id`` names
+    the chat."""
 
     class Meta:
         unknown = EXCLUDE
 
-    chat_id = fields.Integer(required=True, strict=False)
-    is_playground = fields.Boolean(load_default=False, truthy={"true", "1"},
-                                   falsy={"false", "0"})
-    stream_protocol = fields.String(load_default="data", validate=validate.OneOf(("data", "text")))
+    chat_id = fields.Integer(strict=False, load_default=None)
+    is_playground = fields.Boolean(load_default=False, **_BOOLEAN)
+    resumable = fields.Boolean(load_default=False, **_BOOLEAN)
+    stream_protocol = fields.String(**_PROTOCOL)
+
+
+class ResumeArgs(Schema):
+    """Query args of ``GET /api/ai/.../chat`` (``chat_id``, or ``chatId`` as ai@4 sends it)
+    and of ``GET .../chat/<chat_id>/stream``."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    chat_id = fields.Integer(strict=False, validate=validate.Range(min=1, max=MAX_ID))
+    chatId = fields.Integer(strict=False, validate=validate.Range(min=1, max=MAX_ID))
+    stream_protocol = fields.String(**_PROTOCOL)
 
 
 class ModelParametersSchema(Schema):

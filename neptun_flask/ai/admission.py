@@ -1,5 +1,6 @@
-"""A chat request's one database step before its upstream call: the session, the chat and the
-user's message, checked and stored together with those of concurrent requests (batching.py).
+"""A chat request's one database step before its upstream call: the session, the chat, and the
+turn (the user's message and the generation that answers it), checked and stored together with
+those of concurrent requests (batching.py).
 
 One step instead of a session lookup and then a chat step: a request waits for the database
 once, and a burst of requests moves through in one wave instead of two.
@@ -10,31 +11,41 @@ from sqlalchemy.exc import IntegrityError
 
 from ..auth.sessions import accept_session, cookie_hash, is_live, lookup_sessions
 from ..batching import app_batcher
-from ..chats.store import CHAT_NOT_FOUND, insert_rows, message_row, owned_pairs
+from ..chats.store import CHAT_NOT_FOUND, owned_pairs
 from ..errors import ApiError
+from ..generations.store import Outcome, Turn, start_turns
 from ..models import utcnow
 
-def admit(token: str | None, chat_id: int | None = None, text: str | None = None) -> None:
+_UNSTORED = Outcome("new")
+
+
+def admit(token: str | None, chat_id: int | None = None,
+          turn: Turn | None = None) -> Outcome | None:
     """401 unless the cookie's session is live (then ``g.user_id`` is set); 404 unless the
-    chat, if any, is the user's (the same answer for a missing chat); the user's message
-    ``text``, if any, is committed when this returns."""
+    chat, if any, is the user's (the same answer for a missing chat). With a ``turn``, what
+    became of it (committed when this returns); a turn without a chat stores nothing."""
     hashed = cookie_hash(token)
     if hashed is None:
         accept_session(None)  # raises the 401
-    row = None if chat_id is None or text is None else message_row(chat_id, "user", text)
     try:
-        session, owned = app_batcher("chat_requests")((hashed, chat_id, row))
-    except IntegrityError:  # the chat was deleted between the check and the insert
-        raise ApiError(404, CHAT_NOT_FOUND) from None
+        session, owned, outcome = app_batcher("chat_requests")((hashed, chat_id, turn))
+    except IntegrityError:
+        if turn is None or turn.key is None:
+            raise ApiError(404, CHAT_NOT_FOUND) from None  # the chat was deleted meanwhile
+        # The same key raced in from another request: now it is found.
+        session, owned, outcome = app_batcher("chat_requests")((hashed, chat_id, turn))
     accept_session(session)
-    if chat_id is not None and not owned:
+    if chat_id is None:
+        return _UNSTORED if turn is not None else None
+    if not owned:
         raise ApiError(404, CHAT_NOT_FOUND)
+    return outcome
 
 
 def admit_chat_requests(engine, items: list[tuple]) -> list[tuple]:
-    """The batched step of ``admit``: for (token hash, chat id or None, message row or None)
-    items, each one's live session row (None if missing or expired) and whether its chat is
-    that user's; in the same transaction, the message rows of the admitted items are stored."""
+    """The batched step of ``admit``: for (token hash, chat id or None, turn or None) items,
+    each one's live session row (None if missing or expired), whether its chat is that user's,
+    and its turn's outcome; the turns of admitted items are stored in the same transaction."""
     with engine.begin() as connection:
         found = lookup_sessions(connection, [hashed for hashed, _, _ in items])
         now = utcnow()
@@ -44,6 +55,8 @@ def admit_chat_requests(engine, items: list[tuple]) -> list[tuple]:
                  if session is not None and chat_id is not None]
         owned = dict(zip(asked, owned_pairs(
             connection, [(items[index][1], sessions[index].user_id) for index in asked])))
-        insert_rows(connection, [items[index][2] for index in asked
-                                 if owned[index] and items[index][2] is not None])
-    return [(session, owned.get(index, False)) for index, session in enumerate(sessions)]
+        turning = [index for index in asked if owned[index] and items[index][2] is not None]
+        outcomes = dict(zip(turning, start_turns(
+            connection, [(items[index][1], items[index][2]) for index in turning])))
+    return [(session, owned.get(index, False), outcomes.get(index))
+            for index, session in enumerate(sessions)]

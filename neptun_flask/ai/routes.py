@@ -1,64 +1,76 @@
-"""Chat blueprints: one per provider under ``/api/ai/<provider>/...`` plus the router."""
+"""Chat blueprints: one per provider under ``/api/ai/<provider>/...`` plus the router.
+
+Every chat rule ``.../chat`` has the same siblings: ``POST`` streams a reply, ``GET`` (with
+``?chat_id=``) and ``GET .../chat/<chat_id>/stream`` resume the chat's running generation,
+``POST .../chat/<chat_id>/stop`` stops it. The views check the session themselves, in the same
+database step as the chat (so no before-request guard).
+"""
 from __future__ import annotations
+
+from collections.abc import Callable
 
 from flask import Blueprint
 
-from ..catalog import CHAT_PROVIDERS, PROVIDERS, current_catalog
-from .view import chat_response
+from ..catalog import CHAT_PROVIDERS, PROVIDERS, CatalogEntry, current_catalog
+from .view import chat_response, resume_response, stop_response
 
 HF_INVALID = "Invalid model name or publisher"
 CHAT_INVALID = "Invalid model name"
 ROUTER_INVALID = "Invalid model publisher or model name"
 
 
-def _chat_blueprint(name: str, prefix: str) -> Blueprint:
-    """A blueprint of chat routes. Every route answers with ``chat_response``, which checks
-    the session itself, in the same database step as the chat (so no before-request guard)."""
-    return Blueprint(name, __name__, url_prefix=prefix)
+def _add_chat_rules(bp: Blueprint, rule: str, name: str, invalid: str,
+                    entry_of: Callable[..., CatalogEntry | None]) -> None:
+    """Register the chat rule and its resume and stop siblings; ``entry_of`` maps the rule's
+    path values to the catalog entry (None when the route does not know the model)."""
+
+    def chat(**path):
+        return chat_response(entry_of(**path), invalid)
+
+    def resume(chat_id: int | None = None, **path):
+        return resume_response(entry_of(**path), invalid, chat_id)
+
+    def stop(chat_id: int, **path):
+        return stop_response(entry_of(**path), invalid, chat_id)
+
+    bp.add_url_rule(rule, f"{name}_chat", chat, methods=["POST"])
+    bp.add_url_rule(rule, f"{name}_resume", resume, methods=["GET"])
+    bp.add_url_rule(f"{rule}/<int:chat_id>/stream", f"{name}_resume_path", resume,
+                    methods=["GET"])
+    bp.add_url_rule(f"{rule}/<int:chat_id>/stop", f"{name}_stop", stop, methods=["POST"])
 
 
-huggingface = _chat_blueprint("ai_huggingface", "/api/ai/huggingface")
-
-
-@huggingface.post("/<publisher>/<name>/chat")
-def huggingface_chat(publisher: str, name: str):
+def _huggingface_entry(publisher: str, name: str) -> CatalogEntry | None:
     """A Hugging Face-hosted model by publisher and name."""
     entry = current_catalog().get(f"{publisher}/{name}")
-    if entry is not None and entry.spec.provider != "huggingface":
-        entry = None
-    return chat_response(entry, HF_INVALID)
+    return entry if entry is not None and entry.spec.provider == "huggingface" else None
 
 
-@huggingface.post("/<name>/chat")
-def huggingface_short_chat(name: str):
-    """A Hugging Face-hosted model by name alone (the paths ``/api/models`` advertises)."""
-    return chat_response(current_catalog().find("huggingface", name), HF_INVALID)
+def router_entry(publisher: str, name: str) -> CatalogEntry | None:
+    """Any catalog model by publisher and name; a provider name as publisher means its model."""
+    catalog = current_catalog()
+    if publisher in PROVIDERS:
+        return catalog.find(publisher, name)
+    return catalog.get(f"{publisher}/{name}")
+
+
+huggingface = Blueprint("ai_huggingface", __name__, url_prefix="/api/ai/huggingface")
+_add_chat_rules(huggingface, "/<publisher>/<name>/chat", "huggingface", HF_INVALID,
+                _huggingface_entry)
+# By name alone: the paths ``/api/models`` advertises.
+_add_chat_rules(huggingface, "/<name>/chat", "huggingface_short", HF_INVALID,
+                lambda name: current_catalog().find("huggingface", name))
 
 
 def _chat_provider_blueprint(provider: str) -> Blueprint:
     """``/api/ai/<provider>/<name>/chat`` for a provider whose publisher is itself."""
-    bp = _chat_blueprint(f"ai_{provider}", f"/api/ai/{provider}")
-
-    @bp.post("/<name>/chat")
-    def chat(name: str):
-        """A model of this provider by name."""
-        return chat_response(current_catalog().find(provider, name), CHAT_INVALID)
-
+    bp = Blueprint(f"ai_{provider}", __name__, url_prefix=f"/api/ai/{provider}")
+    _add_chat_rules(bp, "/<name>/chat", provider, CHAT_INVALID,
+                    lambda name: current_catalog().find(provider, name))
     return bp
 
 
-router = _chat_blueprint("ai_router", "/api/ai")
-
-
-@router.post("/<publisher>/<name>/chat")
-def router_chat(publisher: str, name: str):
-    """Any catalog model by publisher and name; a provider name as publisher means its model."""
-    catalog = current_catalog()
-    if publisher in PROVIDERS:
-        entry = catalog.find(publisher, name)
-    else:
-        entry = catalog.get(f"{publisher}/{name}")
-    return chat_response(entry, ROUTER_INVALID)
-
+router = Blueprint("ai_router", __name__, url_prefix="/api/ai")
+_add_chat_rules(router, "/<publisher>/<name>/chat", "router", ROUTER_INVALID, router_entry)
 
 BLUEPRINTS = [huggingface, *(_chat_provider_blueprint(p) for p in CHAT_PROVIDERS), router]

@@ -1,58 +1,107 @@
-"""The one view body every chat route calls: authenticate, validate, check, open the upstream,
-stream."""
+"""The view bodies every chat route calls: the POST that starts (or repeats) a turn, the GET
+that resumes the chat's running generation, and the POST that stops it."""
 from __future__ import annotations
 
+import hashlib
+
+import orjson
 from flask import current_app, request
 
-from ..catalog import CatalogEntry
 from ..auth.sessions import session_token
-from ..chats.store import message_inserter
+from ..catalog import CatalogEntry
 from ..errors import ApiError
+from ..generations.store import Outcome, Turn
 from ..providers import get_adapter
 from ..providers.base import RequestTooLarge
-from ..schemas import ChatArgs, ChatRequestSchema
-from ..streaming.protocol import ENCODERS
-from ..streaming.relay import ReplyStream, ReplyTarget
+from ..schemas import MAX_ID, ChatArgs, ChatRequestSchema, ResumeArgs
+from ..streaming.parts import finish_part, start_part
+from ..streaming.protocol import ENCODERS, encode
+from ..streaming.reader import RunReader
 from ..streaming.upstream import Timeouts, open_upstream
 from ..validation import load_args, load_body
 from .admission import admit
 from .settings import provider_settings
 
 RETIRED_MESSAGE = "Service not available anymore."
+CONFLICT_MESSAGE = "This request's key was already used for a different request."
+_MISSING_CHAT = {"chat_id": ["Missing data for required field."]}
+_KEY_HEADER = "Idempotency-Key"
 _args_schema = ChatArgs()
 _body_schema = ChatRequestSchema()
+_resume_schema = ResumeArgs()
+
+
+def generations():
+    """The app's generations (generations/manager.py)."""
+    return current_app.extensions["neptun_generations"]
 
 
 def chat_response(entry: CatalogEntry | None, invalid_message: str):
     """Stream ``entry``'s reply to the posted messages. The checks answer in the documented
     order: session, query args, model, body, chat, provider settings, prompt size; the
-    session and the chat are checked (and the user's message stored) in one database step."""
+    session and the chat are checked (and the turn stored) in one database step."""
     token = session_token()
     try:
-        args, messages = _checked(entry, invalid_message)
+        args, body = _checked(entry, invalid_message)
     except Exception:
         admit(token)  # no session is the first answer
         raise
     chat_id = args["chat_id"] if args["chat_id"] != -1 and not args["is_playground"] else None
     adapter = get_adapter(entry.spec.provider)
+    messages = body["messages"]
     try:
         upstream_request = _build(entry, adapter, messages)
     except Exception:
         admit(token, chat_id)  # then an unknown chat
         raise
-    last = messages[-1]
-    admit(token, chat_id, last["content"] if last["role"] == "user" else None)
-    return _stream(entry, adapter, upstream_request, ENCODERS[args["stream_protocol"]], chat_id)
+    outcome = admit(token, chat_id, _turn(entry, body))
+    encoder = ENCODERS[args["stream_protocol"]]
+    if outcome.kind == "new":
+        return _stream(entry, adapter, upstream_request, encoder, outcome.generation_id,
+                       args["resumable"])
+    if outcome.kind == "attach":
+        return _respond(generations().follow(outcome.generation_id, encoder, request.environ),
+                        encoder)
+    if outcome.kind == "replay":
+        return _respond(_replay(outcome, encoder), encoder)
+    raise ApiError(409, CONFLICT_MESSAGE)
 
 
-def _checked(entry: CatalogEntry | None, invalid_message: str) -> tuple[dict, list[dict]]:
-    """The query args and messages, once the model and the body pass (no side effects)."""
+def _checked(entry: CatalogEntry | None, invalid_message: str) -> tuple[dict, dict]:
+    """The query args (with the chat id) and body, once the model and the body pass (no side
+    effects)."""
     args = load_args(_args_schema)
-    if entry is None:
-        raise ApiError(400, invalid_message)
-    if entry.retired:
-        raise ApiError(400, RETIRED_MESSAGE)
-    return args, load_body(_body_schema)["messages"]
+    if args["chat_id"] is None:
+        args["chat_id"] = _body_chat_id()
+    _known(entry, invalid_message)
+    return args, load_body(_body_schema)
+
+
+def _body_chat_id() -> int:
+    """The chat id from the body's ``id`` (the AI SDK sends the chat id there) when the query
+    has none; 400 as a missing ``chat_id`` when the body has no integer id either."""
+    body = request.get_json(silent=True) if request.is_json else None
+    value = body.get("id") if isinstance(body, dict) else None
+    if isinstance(value, str) and value.lstrip("-").isdigit() and len(value) < 12:
+        value = int(value)
+    if type(value) is not int or not -1 <= value <= MAX_ID:
+        raise ApiError(400, "Validation failed", data=_MISSING_CHAT)
+    return value
+
+
+def _turn(entry: CatalogEntry, body: dict) -> Turn:
+    """The turn a request asks for: its user message, its retry key (the Idempotency-Key
+    header, else the last user message's id) and a fingerprint of what it asks."""
+    messages = body["messages"]
+    last = messages[-1]
+    key = request.headers.get(_KEY_HEADER) or (last.get("id") if last["role"] == "user" else None)
+    if key is not None and not 0 < len(key) <= 255:
+        raise ApiError(400, "Validation failed", data={_KEY_HEADER: ["Length must be 1-255."]})
+    fingerprint = orjson.dumps([entry.model_id, [(m["role"], m["content"]) for m in messages]])
+    return Turn(text=last["content"] if last["role"] == "user" else None,
+                model_id=entry.model_id, key=key,
+                request_hash=hashlib.sha256(fingerprint).hexdigest() if key else None,
+                regenerate=body.get("trigger", "").startswith("regenerate"))
 
 
 def _build(entry: CatalogEntry, adapter, messages: list[dict]):
@@ -66,19 +115,86 @@ def _build(entry: CatalogEntry, adapter, messages: list[dict]):
         raise ApiError(400, "The last message is too long for this model.") from None
 
 
-def _stream(entry: CatalogEntry, adapter, upstream_request, encoder, chat_id: int | None):
-    """Open the upstream, read to its first content (so failures get a real status), stream."""
+def _stream(entry: CatalogEntry, adapter, upstream_request, encoder,
+            generation_id: int | None, resumable: bool):
+    """Open the upstream, read to its first content (so failures get a real status), then
+    hand the run to its own greenlet; the response is the run's first reader."""
     spec = entry.spec
+    runs = generations()
     timeouts = Timeouts.from_config(current_app.config)
-    response = open_upstream(upstream_request, adapter, spec.provider, timeouts)
-    target = ReplyTarget(message_inserter(), chat_id) if chat_id else None
-    stream = ReplyStream(response=response, adapter=adapter, request=upstream_request,
-                         encoder=encoder, timeouts=timeouts, model_id=entry.model_id,
-                         max_tokens=spec.parameters["max_new_tokens"], target=target,
-                         environ=request.environ)
-    failure = stream.prime()
+    try:
+        response = open_upstream(upstream_request, adapter, spec.provider, timeouts)
+    except ApiError:
+        runs.discard(generation_id)
+        raise
+    run = runs.new_run(generation_id, resumable, response=response, adapter=adapter,
+                       request=upstream_request, timeouts=timeouts, model_id=entry.model_id,
+                       max_tokens=spec.parameters["max_new_tokens"])
+    reader = RunReader(run, encoder, request.environ)  # a disconnect while priming counts
+    failure = run.prime()
     if failure is not None:
+        reader.close()
+        runs.discard(generation_id)
         raise ApiError(502, failure)
-    # Passed through as is: the stream yields bytes already, and gunicorn calls its close().
-    return current_app.response_class(stream, status=200, content_type=encoder.content_type,
+    runs.add(run)
+    return _respond(reader, encoder)
+
+
+def _replay(outcome: Outcome, encoder) -> list[bytes]:
+    """A finished turn, sent again from its stored reply."""
+    reply = outcome.reply
+    parts = [start_part(generations().message_id(outcome.generation_id)), reply["message"],
+             finish_part(reply["finish_reason"], reply["prompt_tokens"] or 0,
+                         reply["completion_tokens"] or 0)]
+    return [encode(encoder, parts)]
+
+
+def _respond(body, encoder):
+    """A streamed 200 in the encoder's protocol; the body yields bytes already, and the WSGI
+    server calls its ``close()``."""
+    return current_app.response_class(body, status=200, content_type=encoder.content_type,
                                       headers=encoder.headers, direct_passthrough=True)
+
+
+def resume_response(entry: CatalogEntry | None, invalid_message: str,
+                    chat_id: int | None = None):
+    """The chat's running generation from its first part, then live; 204 when none runs.
+    Same checks as the POST: session, query args, model, chat."""
+    token = session_token()
+    try:
+        args = load_args(_resume_schema)
+        chat_id = chat_id or args.get("chat_id") or args.get("chatId")
+        if chat_id is None:
+            raise ApiError(400, "Validation failed", data=_MISSING_CHAT)
+        _known(entry, invalid_message)
+    except Exception:
+        admit(token)
+        raise
+    admit(token, chat_id)
+    runs = generations()
+    generation_id = runs.running(chat_id)
+    if generation_id is None:
+        return current_app.response_class(status=204)
+    encoder = ENCODERS[args["stream_protocol"]]
+    return _respond(runs.follow(generation_id, encoder, request.environ), encoder)
+
+
+def stop_response(entry: CatalogEntry | None, invalid_message: str, chat_id: int):
+    """Stop the chat's running generation wherever it runs; 204 either way."""
+    token = session_token()
+    try:
+        _known(entry, invalid_message)
+    except Exception:
+        admit(token)
+        raise
+    admit(token, chat_id)
+    generations().stop_chat(chat_id)
+    return current_app.response_class(status=204)
+
+
+def _known(entry: CatalogEntry | None, invalid_message: str) -> None:
+    """400 unless the route names an active model."""
+    if entry is None:
+        raise ApiError(400, invalid_message)
+    if entry.retired:
+        raise ApiError(400, RETIRED_MESSAGE)

@@ -108,8 +108,22 @@ def delete_chat(chat_id: int):
 
 @bp.get("/<int:chat_id>/messages")
 def list_messages(chat_id: int):
-    """The chat's messages, oldest first."""
+    """The chat's messages, oldest first (a reply still generating has the text so far)."""
     owned_chat(chat_id, g.user_id)
+    _generations().maybe_reap()
     rows = db.session.scalars(
         select(ChatMessage).where(ChatMessage.chat_id == chat_id).order_by(ChatMessage.id)).all()
     return jsonify({"chatMessages": _messages.dump(rows)})
+
+
+@bp.post("/<int:chat_id>/stop")
+def stop_chat(chat_id: int):
+    """Stop the chat's running generation, on whichever worker or instance it runs."""
+    owned_chat(chat_id, g.user_id)
+    _generations().stop_chat(chat_id)
+    return _no_content()
+
+
+def _generations():
+    """The app's generations (generations/manager.py)."""
+    return current_app.extensions["neptun_generations"]

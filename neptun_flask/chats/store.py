@@ -1,10 +1,8 @@
-"""Chat persistence shared by the chat routes and the streaming relay."""
+"""Chat persistence shared by the chat routes, admission and generations."""
 from __future__ import annotations
 
 from sqlalchemy import bindparam, insert, select
-from sqlalchemy.exc import IntegrityError
 
-from ..batching import Batcher, app_batcher
 from ..errors import ApiError
 from ..extensions import db
 from ..models import Chat, ChatMessage, utcnow
@@ -50,27 +48,6 @@ def owned_chat(chat_id: int, user_id: int) -> Chat:
     if chat is None or chat.user_id != user_id:
         raise ApiError(404, CHAT_NOT_FOUND)
     return chat
-
-
-def insert_messages(engine, rows: list[dict]) -> list[None]:
-    """Insert message rows in one transaction (the batched step of store_message)."""
-    with engine.begin() as connection:
-        insert_rows(connection, rows)
-    return [None] * len(rows)
-
-
-def message_inserter() -> Batcher:
-    """The current app's batched message insert; the relay keeps it past the request."""
-    return app_batcher("chat_messages")
-
-
-def store_message(inserter: Batcher, chat_id: int, actor: str, text: str, **reply) -> None:
-    """Append a message to a chat; it is committed when this returns, in one transaction with
-    the concurrent requests' messages. A chat deleted since it was checked is a 404."""
-    try:
-        inserter(message_row(chat_id, actor, text, **reply))
-    except IntegrityError:
-        raise ApiError(404, CHAT_NOT_FOUND) from None
 
 
 def message_row(chat_id: int, actor: str, text: str, **reply) -> dict:

@@ -5,6 +5,8 @@ from typing import Protocol
 
 import orjson
 
+from .parts import ERROR, FINISH, REASONING, START
+
 # Compact UTF-8 JSON as bytes, like json.dumps(ensure_ascii=False) encoded, in one C call.
 _dumps = orjson.dumps
 
@@ -93,3 +95,23 @@ class TextEncoder:
 
 
 ENCODERS = {"data": DataStreamEncoder(), "text": TextEncoder()}
+
+
+def encode(encoder: Encoder, parts) -> bytes:
+    """The bytes of ``parts`` (see parts.py) in ``encoder``'s protocol."""
+    text = encoder.text
+    out = []
+    for part in parts:
+        if type(part) is str:
+            out.append(text(part))
+            continue
+        kind = part[0]
+        if kind == REASONING:
+            out.append(encoder.reasoning(part[1]))
+        elif kind == START:
+            out.append(encoder.start(part[1]))
+        elif kind == ERROR:
+            out.append(encoder.error(part[1]))
+        elif kind == FINISH:
+            out.append(encoder.finish(part[1], part[2], part[3]))
+    return b"".join(out)

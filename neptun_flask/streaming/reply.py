@@ -1,27 +1,25 @@
-"""One assistant reply as it streams: its text, usage and finish, and the bytes still to send."""
+"""One assistant reply as it streams: its text, usage and finish, and its parts so far."""
 from __future__ import annotations
 
 import math
-import uuid
 
 from ..providers.base import End, FinishReason, ReasoningDelta, TextDelta, UpstreamError, Usage
-from .protocol import Encoder
+from .parts import error_part, finish_part, reasoning_part, start_part
 from .textfilters import ControlTokenFilter, ThinkSplitter
 
 
 class Reply:
-    """Applies upstream events: filters control tokens, splits reasoning, queues encoded parts."""
+    """Applies upstream events: filters control tokens, splits reasoning, appends protocol-
+    neutral parts (``parts.py``) to ``parts``, the reply's log, which its readers encode."""
 
-    def __init__(self, encoder: Encoder, *, prompt_estimate: int, max_tokens: int,
+    def __init__(self, message_id: str, *, prompt_estimate: int, max_tokens: int,
                  starts_in_reasoning: bool):
-        self._encoder = encoder
         self._prompt_estimate = prompt_estimate
         self._max_tokens = max_tokens
         self._controls = ControlTokenFilter()
         self._think = ThinkSplitter(starts_in_reasoning)
         self._plain = self._think.plain   # both filters would pass plain text through as is
-        self._encode_text = encoder.text
-        self.pending = [encoder.start(f"msg-{uuid.uuid4().hex}")]   # bytes for the client
+        self.parts: list = [start_part(message_id)]   # only ever appended to
         self._text: list[str] = []
         self.generated_chars = 0
         self._usage: Usage | None = None
@@ -34,8 +32,8 @@ class Reply:
 
     @property
     def has_content(self) -> bool:
-        """Some text or reasoning is queued (beyond the opening part)."""
-        return len(self.pending) > 1
+        """Some text or reasoning was produced (beyond the opening part)."""
+        return len(self.parts) > 1
 
     @property
     def text(self) -> str:
@@ -90,12 +88,12 @@ class Reply:
         if part == "text":
             self._queue_text(piece)
         else:
-            self.pending.append(self._encoder.reasoning(piece))
+            self.parts.append(reasoning_part(piece))
 
     def _queue_text(self, piece: str) -> None:
         """Queue one text part (kept for the stored reply too)."""
         self._text.append(piece)
-        self.pending.append(self._encode_text(piece))
+        self.parts.append(piece)
 
     def flush_filters(self) -> None:
         """Release text the filters still hold once the upstream is done."""
@@ -103,12 +101,6 @@ class Reply:
         parts = self._think.feed(tail) if tail else []
         for part, piece in parts + self._think.flush():
             self._queue(part, piece)
-
-    def take_pending(self) -> bytes:
-        """The queued bytes, once."""
-        chunk = b"".join(self.pending)
-        self.pending.clear()
-        return chunk
 
     def token_counts(self) -> tuple[int, int]:
         """Usage as reported, with estimates where the upstream gave none."""
@@ -130,8 +122,9 @@ class Reply:
             return "length"
         return self._reason or "stop"
 
-    def finish_bytes(self) -> bytes:
-        """The error part (if any) and the finish parts, which end every data stream."""
+    def end_parts(self, reason: str) -> list:
+        """The error part (when ``reason`` is "error") and the finish part, which ends every
+        reply."""
         prompt, completion = self.token_counts()
-        head = self._encoder.error(self.error) if self.error is not None else b""
-        return head + self._encoder.finish(self.finish_reason(), prompt, completion)
+        head = [error_part(self.error)] if reason == "error" else []
+        return head + [finish_part(reason, prompt, completion)]

@@ -1,5 +1,6 @@
-"""Chat admissions (session, chat, user message) of concurrent requests, batched: each caller
-gets its own answer, and only what passed both checks is stored."""
+"""Chat admissions (session, chat, turn) of concurrent requests, batched: each caller gets its
+own answer, and only what passed both checks is stored: the user message and an empty reply
+with its running generation."""
 from __future__ import annotations
 
 import threading
@@ -11,8 +12,9 @@ from sqlalchemy import select
 from neptun_flask.ai.admission import admit
 from neptun_flask.errors import ApiError
 from neptun_flask.extensions import db
-from neptun_flask.models import ChatMessage
-from tests.api.helpers import create_chat, session_token, set_session_times
+from neptun_flask.generations.store import Turn
+from neptun_flask.models import ChatMessage, Generation
+from tests.api.helpers import MODEL, create_chat, session_token, set_session_times
 from tests.conftest import sign_up
 
 
@@ -39,7 +41,9 @@ def test_concurrent_admissions_each_get_their_own_answer(app):
         with app.app_context():
             start.wait(10)
             try:
-                admit(token, chat_id, text)
+                outcome = admit(token, chat_id, Turn(text, MODEL))
+                assert outcome.kind == "new"
+                assert (outcome.generation_id is None) == (chat_id is None)
                 outcomes[text, chat_id] = ("admitted", g.user_id)
             except ApiError as error:
                 outcomes[text, chat_id] = error.status
@@ -58,6 +62,12 @@ def test_concurrent_admissions_each_get_their_own_answer(app):
     assert outcomes.pop(("playground", None)) == ("admitted", owner_id)
     assert set(outcomes.values()) == {("admitted", owner_id)} and len(outcomes) == 30
     with app.app_context():
-        stored = set(db.session.execute(select(ChatMessage.chat_id, ChatMessage.message)))
+        stored = set(db.session.execute(select(ChatMessage.chat_id, ChatMessage.message)
+                                        .where(ChatMessage.actor == "user")))
+        replies = db.session.execute(select(ChatMessage.chat_id, ChatMessage.message,
+                                            Generation.status)
+                                     .join(Generation, Generation.id == ChatMessage.id)).all()
     assert stored == {(chat_id, text) for _, chat_id, text in calls[:30]} | {
         (foreign, "their own")}
+    assert sorted(replies) == sorted([(chat_id, "", "running") for chat_id in chats] * 6
+                                     + [(foreign, "", "running")])

@@ -6,7 +6,7 @@ from datetime import datetime
 import pytest
 from sqlalchemy import delete, func, select
 
-from neptun_flask.chats.store import message_inserter, store_message
+from neptun_flask.chats.store import insert_rows, message_row
 from neptun_flask.extensions import db
 from neptun_flask.models import Chat, ChatMessage, Session, User
 from tests.api.helpers import (MODEL, ROUTE_IDS, assert_error, create_chat, session_token,
@@ -15,11 +15,13 @@ from tests.conftest import sign_up
 
 
 def add_message(chat_id: int, actor: str, text: str, **reply) -> None:
-    """Store a message the way the relay does (inside an app context)."""
-    store_message(message_inserter(), chat_id, actor, text, **reply)
+    """Store a message row (inside an app context)."""
+    with db.engine.begin() as connection:
+        insert_rows(connection, [message_row(chat_id, actor, text, **reply)])
 
 CHAT_KEYS = {"id", "name", "model", "neptun_user_id", "created_at", "updated_at"}
-MESSAGE_KEYS = {"id", "message", "actor", "created_at", "model", "finish_reason", "usage"}
+MESSAGE_KEYS = {"id", "message", "actor", "created_at", "model", "finish_reason", "usage",
+                "status"}
 
 
 def count(app, model, *where) -> int:

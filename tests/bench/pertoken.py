@@ -2,8 +2,8 @@
 
 ``python -m tests.bench.pertoken`` feeds one whole chunked OpenRouter stream of N tokens (the
 fake upstream's bytes) through a socket pair, so every read is already buffered and only the
-Python of the two relays is timed: the service's ``ReplyStream`` (framing, JSON, the adapter,
-the reply, the data-protocol parts) and the bare relay's ``iter_content`` pass-through. It
+Python of the two relays is timed: the service's ``Run`` and its ``RunReader`` (framing, JSON,
+the adapter, the reply's parts, the data-protocol encoding) and the bare relay's ``iter_content`` pass-through. It
 prints the best of many runs, in microseconds per token.
 """
 from __future__ import annotations
@@ -19,7 +19,8 @@ from urllib3.response import HTTPResponse
 from neptun_flask.providers import get_adapter
 from neptun_flask.providers.base import UpstreamRequest
 from neptun_flask.streaming.protocol import ENCODERS
-from neptun_flask.streaming.relay import ReplyStream
+from neptun_flask.streaming.reader import RunReader
+from neptun_flask.streaming.run import Run
 from neptun_flask.streaming.upstream import Timeouts
 from tests.fakes.protocols import REPLIES
 
@@ -53,14 +54,16 @@ def service(data: bytes) -> float:
     """Seconds the service's relay takes for the whole stream."""
     response, sock = open_response(data)
     started = time.perf_counter()
-    stream = ReplyStream(response=response, adapter=get_adapter("openrouter"),
-                         request=UpstreamRequest(url="http://upstream", json={}),
-                         encoder=ENCODERS["data"], timeouts=Timeouts(10, 60, 60, 600),
-                         model_id="m", max_tokens=10_000, target=None, environ={})
-    stream.prime()
-    for _ in stream:
+    run = Run(response=response, adapter=get_adapter("openrouter"),
+              request=UpstreamRequest(url="http://upstream", json={}),
+              timeouts=Timeouts(10, 60, 60, 600), model_id="m", max_tokens=10_000,
+              message_id="msg-1", key=None, resumable=False, on_end=lambda run, tail: None)
+    reader = RunReader(run, ENCODERS["data"], {})
+    run.prime()
+    run.drive()    # in this process's one thread: the reads, then the reader's encoding
+    for _ in reader:
         pass
-    stream.close()
+    reader.close()
     elapsed = time.perf_counter() - started
     sock.close()
     return elapsed

@@ -47,7 +47,8 @@ class Gunicorn:
         full_env.update(env)
         command = [sys.executable, "-m", "gunicorn", "-k", "gevent", "-w", str(workers),
                    "--worker-connections", "2000", "-b", f"127.0.0.1:{self.port}",
-                   "--no-control-socket", "--graceful-timeout", "2", "wsgi:app"]
+                   "--no-control-socket", "--graceful-timeout", "2",
+                   "-c", "python:neptun_flask.serving", "wsgi:app"]
         self.process = subprocess.Popen(command, cwd=ROOT, env=full_env)
         self._wait_ready()
 

@@ -1,0 +1,278 @@
+"""The app's generations on this process: the runs it owns, the loop that keeps their shared
+state current, and following, stopping, reaping and draining them.
+
+One loop per process and app (a thread; a greenlet under gevent) runs while the process owns
+runs. Every ``TICK`` it appends each run's new parts to the shared log (one write for all of
+them), checks for stop requests and for detached runs past their grace window; every ``SYNC``
+it stores the runs' text so far and their heartbeat (one transaction). Readers of a run on this
+process get its parts in memory (``RunReader``); readers elsewhere tail the log.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+import uuid
+import weakref
+from collections.abc import Iterator
+
+import orjson
+
+from ..streaming.parts import finish_part, is_finish
+from ..streaming.reader import LogReader, RunReader
+from ..streaming.run import Run
+from . import store
+from .log import PRESENCE_SECONDS
+
+log = logging.getLogger(__name__)
+
+#: Seconds between appends to the shared log (and stop checks).
+TICK = 0.25
+#: Seconds between stores of running replies' text and heartbeats (at most 2 s is promised).
+SYNC = 1.0
+
+_MANAGERS: "weakref.WeakSet[Generations]" = weakref.WeakSet()
+
+
+class Generations:
+    """Runs of one app on this process, and the way to any run of the app, anywhere."""
+
+    def __init__(self, engine, shared_log, finisher, *, grace: float, reap_seconds: float):
+        self._engine = engine
+        self.log = shared_log
+        self._finish = finisher          # batched store.finish
+        self.grace = grace
+        self.reap_seconds = reap_seconds
+        self._local: dict[int, Run] = {}
+        self._unstored: set[Run] = set()
+        self._cursors: dict[int, list[int]] = {}   # run id -> [parts appended, batches]
+        self._synced: dict[int, int] = {}          # run id -> generated chars stored
+        self._pid: int | None = None
+        self._lock = self._append_lock = None
+        self._looping = False
+        self._last_reap = 0.0
+        _MANAGERS.add(self)
+
+    # Starting and ending runs.
+
+    @staticmethod
+    def message_id(generation_id: int | None) -> str:
+        """The id a stream announces: its message row's, or a random one when unstored."""
+        return f"msg-{generation_id}" if generation_id else f"msg-{uuid.uuid4().hex}"
+
+    def new_run(self, generation_id: int | None, resumable: bool, **settings) -> Run:
+        """A run for a started generation (None: nothing stored, not resumable)."""
+        return Run(message_id=self.message_id(generation_id), key=generation_id,
+                   resumable=resumable and generation_id is not None, on_end=self._ended,
+                   **settings)
+
+    def add(self, run: Run) -> None:
+        """Own a primed run: start the loop if it is not running, then the run."""
+        self._ready()
+        with self._lock:
+            if run.key is None:
+                self._unstored.add(run)
+            else:
+                self._local[run.key] = run
+                self._cursors[run.key] = [0, 0]
+                self._synced[run.key] = 0
+            if not self._looping:
+                self._looping = True
+                threading.Thread(target=self._loop, name="generations", daemon=True).start()
+        run.start()
+
+    def discard(self, generation_id: int | None) -> None:
+        """Forget a generation whose upstream failed before streaming."""
+        if generation_id is not None:
+            store.discard(self._engine, generation_id)
+
+    def _ended(self, run: Run, tail: list) -> None:
+        """A run's end (its ``on_end``): the rest of its log and its reply are stored before
+        any reader sees the finish part."""
+        if run.key is None:
+            self._unstored.discard(run)
+            return
+        generation_id = run.key
+        try:
+            with self._append_lock:
+                self.log.append(self._claim(run, tail))
+            self.log.ended([generation_id])
+        except Exception:  # noqa: BLE001 - the stored reply matters more than the log
+            log.exception("could not append the end of generation %s to the log", generation_id)
+        _, _, prompt, completion = tail[-1]
+        try:
+            self._finish({"row_id": generation_id, "text": run.reply.text, "reason": run.reason,
+                          "prompt": prompt, "completion": completion})
+        finally:
+            self._local.pop(generation_id, None)
+            self._cursors.pop(generation_id, None)
+            self._synced.pop(generation_id, None)
+
+    def _claim(self, run: Run, tail: list = ()) -> list[tuple[int, int, bytes]]:
+        """The run's parts not yet in the log (and ``tail``) as one numbered batch, marked
+        appended. Callers hold ``_append_lock`` so batches reach the log in order."""
+        cursor = self._cursors.get(run.key)
+        if cursor is None:
+            return []
+        parts = run.parts
+        count = len(parts)
+        if cursor[0] == count and not tail:
+            return []
+        batch = parts[cursor[0]:count] + list(tail)
+        cursor[0] = count + len(tail)
+        cursor[1] += 1
+        return [(run.key, cursor[1], orjson.dumps(batch))]
+
+    # The loop.
+
+    def _ready(self) -> None:
+        """Locks made in this process (after a fork, and after gevent patched threading)."""
+        if self._pid != os.getpid():
+            self._pid = os.getpid()
+            self._lock, self._append_lock = threading.Lock(), threading.Lock()
+            self._looping = False
+
+    def _loop(self) -> None:
+        """Keep the shared state of this process's runs current while there are any."""
+        next_sync = time.monotonic() + SYNC
+        while True:
+            time.sleep(TICK)
+            with self._lock:
+                if not self._local and not self._unstored:
+                    self._looping = False
+                    return
+            now = time.monotonic()
+            try:
+                self._tick(sync=now >= next_sync)
+            except Exception:  # noqa: BLE001 - a database or Redis hiccup must not end the loop
+                log.exception("could not update the shared state of running generations")
+            if now >= next_sync:
+                next_sync = now + SYNC
+
+    def _tick(self, sync: bool) -> None:
+        """One round: log, text and heartbeat, stop requests, grace windows, the reaper."""
+        runs = [run for run in list(self._local.values()) if not run.done]
+        with self._append_lock:
+            self.log.append([batch for run in runs for batch in self._claim(run)])
+        ids = [run.key for run in runs]
+        if sync:
+            texts = {}
+            for run in runs:
+                if self._synced.get(run.key) != run.reply.generated_chars:
+                    self._synced[run.key] = run.reply.generated_chars
+                    texts[run.key] = run.reply.text
+            store.sync(self._engine, texts, ids)
+        for generation_id in self.log.stop_requested(ids):
+            run = self._local.get(generation_id)
+            if run is not None:
+                run.cancel("stopped")
+        now = time.monotonic()
+        for run in runs:
+            detached = run.detached_at
+            if detached is not None and now - detached > self.grace:
+                if self.log.has_reader(run.key):
+                    run.detached_at = now
+                else:
+                    run.cancel("aborted")
+        self.maybe_reap()
+
+    # Any run of the app, from any request.
+
+    def follow(self, generation_id: int, encoder, environ: dict):
+        """A response body reading the generation from its first part, then live."""
+        run = self._local.get(generation_id)
+        if run is not None:
+            return RunReader(run, encoder, environ)
+        return LogReader(self._tail(generation_id), encoder, environ)
+
+    def _tail(self, generation_id: int) -> Iterator[list]:
+        """The generation's batches from the shared log, until its finish part; a generation
+        that ended without one (its process died) ends with its stored finish."""
+        shared = self.log
+        cursor = shared.start
+        shared.mark_reader(generation_id)
+        checked = time.monotonic()
+        ended = None
+        while True:
+            for cursor, data in shared.read(generation_id, cursor):
+                parts = orjson.loads(data)
+                yield parts
+                if parts and is_finish(parts[-1]):
+                    return
+            if ended is not None:
+                yield [finish_part(ended["finish_reason"] or "interrupted",
+                                   ended["prompt_tokens"] or 0, ended["completion_tokens"] or 0)]
+                return
+            if time.monotonic() - checked >= PRESENCE_SECONDS:
+                checked = time.monotonic()
+                shared.mark_reader(generation_id)
+                found = store.state(self._engine, generation_id)
+                if found is None or found["status"] == store.DONE:
+                    # Its last batch is appended before its status changes: read once more.
+                    ended = found or {"finish_reason": "aborted", "prompt_tokens": 0,
+                                      "completion_tokens": 0}
+
+    def running(self, chat_id: int) -> int | None:
+        """The chat's running generation (the newest, if several), or None."""
+        self.maybe_reap()
+        ids = store.running_ids(self._engine, chat_id)
+        return ids[0] if ids else None
+
+    def stop_chat(self, chat_id: int) -> None:
+        """Stop the chat's running generations, here or on their owner's process."""
+        for generation_id in store.running_ids(self._engine, chat_id):
+            run = self._local.get(generation_id)
+            if run is not None:
+                run.cancel("stopped")
+            else:
+                self.log.request_stop(generation_id)
+
+    def maybe_reap(self) -> None:
+        """Reap generations whose owner died, at most every quarter of the reap age."""
+        now = time.monotonic()
+        if now - self._last_reap < min(self.reap_seconds / 4, 15.0):
+            return
+        self._last_reap = now
+        try:
+            reaped = store.reap(self._engine, self.reap_seconds)
+        except Exception:  # noqa: BLE001 - reaping is retried at the next chance
+            log.exception("could not reap stale generations")
+            return
+        if reaped:
+            log.warning("generations %s lost their owner: stored as interrupted", reaped)
+
+    # Shutting down.
+
+    def interrupt_all(self, wait: float) -> None:
+        """End every run of this process as ``interrupted``, and wait (bounded) until they are
+        stored."""
+        for run in list(self._local.values()) + list(self._unstored):
+            run.cancel("interrupted")
+        deadline = time.monotonic() + wait
+        while (self._local or self._unstored) and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+    def drain(self, deadline: float) -> None:
+        """Let runs finish until ``deadline`` (monotonic), then interrupt the rest."""
+        while (self._local or self._unstored) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        self.interrupt_all(wait=1.0)
+
+
+def drain_all(seconds: float) -> None:
+    """SIGTERM: let every app's runs on this process finish for ``seconds``, then store the
+    rest as interrupted."""
+    deadline = time.monotonic() + seconds
+    threads = [threading.Thread(target=manager.drain, args=(deadline,), daemon=True)
+               for manager in list(_MANAGERS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+
+def interrupt_all(wait: float = 1.0) -> None:
+    """The process is exiting: store every run still going as interrupted."""
+    for manager in list(_MANAGERS):
+        manager.interrupt_all(wait)

@@ -1,0 +1,119 @@
+"""Readers: WSGI response iterables that send a reply's parts in one client protocol.
+
+``RunReader`` follows a run of this process in memory (the POST's own response, and resumes
+or repeats that land on the owner's process); ``LogReader`` sends parts read from the shared
+log by an iterator the ai layer passes in (a run of another process or instance).
+"""
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+
+from .disconnect import watch_disconnect
+from .protocol import Encoder, TextEncoder, encode
+from .run import Run
+
+
+class StreamCut(Exception):
+    """Raised at the end of a plain-text stream that failed, so the server cuts the connection
+    instead of ending the chunked body cleanly: plain text has no in-band error channel."""
+
+
+class RunReader:
+    """Sends a local run's parts from its first one, then live, until the finish part."""
+
+    def __init__(self, run: Run, encoder: Encoder, environ: dict):
+        self._run = run
+        self._encoder = encoder
+        self._wakeup = run.attach()
+        self._closed = False
+        self._generator = None
+        self._client_socket = environ.get("gunicorn.socket")
+        self._stop_watch = watch_disconnect(environ, self.close)
+
+    def __iter__(self):
+        self._generator = self._generate()
+        return self._generator
+
+    def _generate(self):
+        """The body: every part of the log, in order, each once; waits while there is none."""
+        run = self._run
+        parts = run.parts
+        wakeup = self._wakeup
+        encoder = self._encoder
+        sent = 0
+        while True:
+            count = len(parts)
+            if sent < count:
+                chunk = encode(encoder, parts[sent:count])
+                sent = count
+                if chunk:
+                    yield chunk
+                continue
+            if run.done:
+                break
+            wakeup.clear()
+            if sent == len(parts) and not run.done:
+                wakeup.wait()
+            if self._closed:
+                return
+        if run.reason == "error" and isinstance(encoder, TextEncoder):
+            self._cut_client_connection()
+
+    def _cut_client_connection(self) -> None:
+        """End a failed plain-text reply without the chunked terminator, so the client sees an
+        incomplete body. Under gunicorn, shutting the socket makes its final write fail quietly
+        (EPIPE is ignored); other servers cut the connection when the iterable raises."""
+        self._stop_watch()
+        sock = self._client_socket
+        if sock is None:
+            raise StreamCut(self._run.reply.error)
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass  # already gone
+
+    def close(self) -> None:
+        """Called by the WSGI server at the end, or by the watcher when the client is gone."""
+        if self._closed:
+            return
+        self._closed = True
+        self._stop_watch()
+        self._run.detach(self._wakeup)
+        self._wakeup.set()     # a reader waiting for parts goes on and finds its client gone
+        if self._generator is not None:
+            try:
+                self._generator.close()
+            except ValueError:
+                pass  # closed by the watcher while the generator runs: it ends on its own
+
+
+class LogReader:
+    """Sends the part lists an iterator yields (a tail of the shared log) until it ends."""
+
+    def __init__(self, batches: Iterator[list], encoder: Encoder, environ: dict):
+        self._batches = batches
+        self._encoder = encoder
+        self._stop_watch = watch_disconnect(environ, self.close)
+        self._closed = False
+
+    def __iter__(self):
+        for parts in self._batches:
+            if self._closed:
+                return
+            chunk = encode(self._encoder, parts)
+            if chunk:
+                yield chunk
+
+    def close(self) -> None:
+        """Stop reading the log (the iterator's own close ends its polling)."""
+        if self._closed:
+            return
+        self._closed = True
+        self._stop_watch()
+        close = getattr(self._batches, "close", None)
+        if close is not None:
+            try:
+                close()
+            except ValueError:
+                pass  # running in another greenlet: it sees ``_closed`` at its next batch
