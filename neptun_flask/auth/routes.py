@@ -1,7 +1,7 @@
 """Account routes: sign-up, login, logout, check and session."""
 from __future__ import annotations
 
-from flask import Blueprint, current_app, jsonify, request
+from flask import Blueprint, current_app, jsonify
 from flask_limiter.util import get_remote_address
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -10,7 +10,7 @@ from ..errors import ApiError
 from ..extensions import db, limiter
 from ..models import User
 from ..schemas import LoginSchema, SignUpSchema, UserSchema
-from ..validation import load_body
+from ..validation import json_body, load_body
 from .passwords import hash_password, verify_password
 from .sessions import (clear_session_cookie, create_session, current_session, revoke_session,
                        session_token, set_session_cookie)
@@ -30,7 +30,7 @@ def _login_limit() -> str:
 
 def _login_key() -> str:
     """Rate-limit key: client address and the email being tried."""
-    body = request.get_json(silent=True)
+    body = json_body()
     email = body.get("email") if isinstance(body, dict) else None
     return f"{get_remote_address()}|{str(email).strip().lower()}"
 
