@@ -51,9 +51,10 @@ def configure(app: Flask) -> None:
 
 
 def _engine_options(config) -> dict[str, Any]:
-    """Pool settings: DATABASE_POOL_SIZE connections, checked before use."""
+    """Pool settings: DATABASE_POOL_SIZE connections, checked before use. Statement
+    parameters (messages, emails, password hashes) never reach logs or error messages."""
     url = make_url(config["SQLALCHEMY_DATABASE_URI"])
-    options: dict[str, Any] = {}
+    options: dict[str, Any] = {"hide_parameters": True}
     if url.get_backend_name() == "sqlite":
         options["connect_args"] = {"timeout": 30, "check_same_thread": False}
         if url.database in (None, "", ":memory:"):

@@ -3,9 +3,11 @@ from __future__ import annotations
 
 import re
 
-from marshmallow import EXCLUDE, RAISE, Schema, fields, validate
+from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, validate
 
 MIN_PASSWORD_LENGTH = 8
+#: Longest stored email (the users.email column).
+MAX_EMAIL_LENGTH = 320
 #: Largest row id: ids are 32-bit INTEGER columns on PostgreSQL, and larger values sent as
 #: parameters make the query itself fail (a 500), so ids beyond it are refused up front.
 MAX_ID = 2**31 - 1
@@ -42,13 +44,25 @@ class Text(fields.String):
         return text
 
 
+def normalize_email(email: str) -> str:
+    """An email as it is stored and looked up: trimmed and lowercased."""
+    return email.strip().lower()
+
+
+def _fits_column(email: str) -> None:
+    """The stored form must fit the column too: lowercasing can lengthen text ("İ" becomes
+    two code points), and a longer value would fail the insert (a 500 on PostgreSQL)."""
+    if len(normalize_email(email)) > MAX_EMAIL_LENGTH:
+        raise ValidationError(f"Longer than maximum length {MAX_EMAIL_LENGTH}.")
+
+
 class SignUpSchema(Schema):
     """Body of ``POST /api/auth/sign-up``."""
 
     class Meta:
         unknown = EXCLUDE
 
-    email = fields.Email(required=True, validate=validate.Length(max=320))
+    email = fields.Email(required=True, validate=_fits_column)
     password = Text(required=True, allow_nul=True, validate=validate.Length(
         min=MIN_PASSWORD_LENGTH, max=1024,
         error="Password must be between {min} and {max} characters long."))
@@ -60,7 +74,7 @@ class LoginSchema(Schema):
     class Meta:
         unknown = EXCLUDE
 
-    email = Text(required=True, validate=validate.Length(min=1, max=320))
+    email = Text(required=True, validate=validate.Length(min=1, max=MAX_EMAIL_LENGTH))
     password = Text(required=True, allow_nul=True,
                     validate=validate.Length(min=1, max=1024))
 

@@ -1,7 +1,9 @@
 """Account routes: sign-up, login, logout, check and session."""
 from __future__ import annotations
 
-from flask import Blueprint, current_app, jsonify, request
+import hashlib
+
+from flask import Blueprint, current_app, jsonify
 from flask_limiter.util import get_remote_address
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -9,8 +11,8 @@ from sqlalchemy.exc import IntegrityError
 from ..errors import ApiError
 from ..extensions import db, limiter
 from ..models import User
-from ..schemas import LoginSchema, SignUpSchema, UserSchema
-from ..validation import load_body
+from ..schemas import LoginSchema, SignUpSchema, UserSchema, normalize_email
+from ..validation import json_body, load_body
 from .passwords import hash_password, verify_password
 from .sessions import (clear_session_cookie, create_session, current_session, revoke_session,
                        session_token, set_session_cookie)
@@ -29,10 +31,14 @@ def _login_limit() -> str:
 
 
 def _login_key() -> str:
-    """Rate-limit key: client address and the email being tried."""
-    body = request.get_json(silent=True)
+    """Rate-limit key: client address and the SHA-256 of the email being tried. The digest
+    bounds the key and is encodable whatever the body holds (a storage such as Redis must
+    encode the key: a lone surrogate could not be); the body is validated in the view."""
+    body = json_body()
     email = body.get("email") if isinstance(body, dict) else None
-    return f"{get_remote_address()}|{str(email).strip().lower()}"
+    tried = normalize_email(email) if isinstance(email, str) else ""
+    digest = hashlib.sha256(tried.encode("utf-8", "surrogatepass")).hexdigest()
+    return f"{get_remote_address()}|{digest}"
 
 
 def _session_payload(user: User, logged_in_at):
@@ -56,7 +62,7 @@ def sign_up():
     """Create an account and log it in."""
     data = load_body(_sign_up)
     cost = current_app.config["PASSWORD_HASH_COST"]
-    user = User(email=data["email"].strip().lower(),
+    user = User(email=normalize_email(data["email"]),
                 password_hash=hash_password(data["password"], cost))
     db.session.add(user)
     try:
@@ -72,7 +78,7 @@ def sign_up():
 def login():
     """Check credentials and open a fresh session."""
     data = load_body(_login)
-    user = db.session.scalar(select(User).where(User.email == data["email"].strip().lower()))
+    user = db.session.scalar(select(User).where(User.email == normalize_email(data["email"])))
     cost = current_app.config["PASSWORD_HASH_COST"]
     if not verify_password(user.password_hash if user else None, data["password"], cost):
         raise ApiError(401, "Invalid email or password")

@@ -1,11 +1,21 @@
 """Small helpers shared by the provider adapters: parameters, auth, OpenAI chunks, errors."""
 from __future__ import annotations
 
+import html
 import json
+import re
 from typing import Any, Callable, Iterable
 
 from .base import Event, FinishReason, ReasoningDelta, TextDelta, Usage
 from .framing import MalformedEvent
+
+#: Longest upstream error text passed on to clients.
+MAX_ERROR_MESSAGE = 300
+# An HTML page's parts that are not its text. Each pattern stops at the next tag of its kind,
+# so a page of unclosed tags costs linear time.
+_HIDDEN = re.compile(r"<(head|script|style)\b(?:(?!</?\1\b).)*</\1\s*>", re.I | re.S)
+_TAG = re.compile(r"<(?:[!/?]|[A-Za-z])[^<>]*>")
+_SPACE = re.compile(r"\s+")
 
 # OpenAI-style finish reasons -> AI SDK vocabulary (hyphens, not underscores).
 _OPENAI_FINISH = {
@@ -90,7 +100,7 @@ def read_error(status: int, body: bytes, extract: Callable[[dict], str | None]) 
         message = extract(data) if isinstance(data, dict) else None
     except Exception:  # noqa: BLE001 - an error path must never raise
         message = None
-    return message or fallback_message(status, body)
+    return plain_text(message or "") or fallback_message(status, body)
 
 
 def top_level_error(data: dict) -> str | None:
@@ -109,6 +119,12 @@ def copy_params(target: dict[str, Any], parameters: dict[str, Any],
 
 
 def fallback_message(status: int, body: bytes) -> str:
-    """Return the start of the body as text, or ``HTTP <status>`` when it is empty."""
-    text = body[:800].decode("utf-8", "replace").strip()
-    return text[:200] if text else f"HTTP {status}"
+    """Return the body as plain text, or ``HTTP <status>`` when it has none."""
+    return plain_text(body.decode("utf-8", "replace")) or f"HTTP {status}"
+
+
+def plain_text(text: str) -> str:
+    """Upstream error text as clients see it: an HTML page's text (no head, script, style or
+    tags; entities decoded), whitespace collapsed, at most MAX_ERROR_MESSAGE characters."""
+    text = html.unescape(_TAG.sub(" ", _HIDDEN.sub(" ", text)))
+    return _SPACE.sub(" ", text).strip()[:MAX_ERROR_MESSAGE].rstrip()

@@ -70,23 +70,35 @@ CLOSE_TAG = "</think>"
 
 
 class ThinkSplitter:
-    """Split streamed text into ("text" | "reasoning", piece) by ``<think>`` tags."""
+    """Split streamed text into ("text" | "reasoning", piece) by ``<think>`` tags.
 
-    __slots__ = ("_reasoning", "_held", "_strip")
+    Providers differ on who opens the tag: when the prompt did (``starts_in_reasoning``), a
+    reply may still begin with its own ``<think>``, which is dropped rather than shown as
+    reasoning.
+    """
+
+    __slots__ = ("_reasoning", "_held", "_strip", "_opening")
 
     def __init__(self, starts_in_reasoning: bool = False) -> None:
         self._reasoning = starts_in_reasoning
         self._held = ""
         # Newlines right after a tag are layout, not content: drop them.
         self._strip = starts_in_reasoning
+        # At the start of a reply the prompt put in reasoning: a repeated open tag may come.
+        self._opening = starts_in_reasoning
 
     def feed(self, text: str) -> list[tuple[str, str]]:
         """Return the pieces of text that are safe to emit now, each with its kind."""
         if self._held:
             text = self._held + text
             self._held = ""
-        elif "<" not in text:
+        elif "<" not in text and not self._opening:
             return self._emit([], text)   # fast path: no tag can start here
+        if self._opening:
+            text = self._skip_repeated_open_tag(text)
+            if self._opening:
+                self._held = text   # blank so far, or a part of "<think>"
+                return []
         out: list[tuple[str, str]] = []
         while True:
             tag = CLOSE_TAG if self._reasoning else OPEN_TAG
@@ -100,6 +112,17 @@ class ThinkSplitter:
         cut = _held_start(text, len(tag) - 1, tag.startswith)
         self._held = text[cut:]
         return self._emit(out, text[:cut])
+
+    def _skip_repeated_open_tag(self, text: str) -> str:
+        """``text`` without a leading ``<think>``; ``_opening`` stays set while the text
+        (blank, or a part of the tag) could still become one."""
+        head = text.lstrip()
+        if head.startswith(OPEN_TAG):
+            self._opening = False
+            return head[len(OPEN_TAG):]
+        if not OPEN_TAG.startswith(head):
+            self._opening = False
+        return text
 
     @property
     def plain(self) -> bool:

@@ -6,6 +6,7 @@ import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import partial
+from urllib.parse import urlsplit
 
 import orjson
 import requests
@@ -77,20 +78,36 @@ def open_upstream(request: UpstreamRequest, adapter: Adapter, provider: str,
 
 
 def _status_error(response: requests.Response, adapter: Adapter, provider: str) -> ApiError:
-    """The API error for a non-200 upstream answer."""
+    """The API error for a non-200 upstream answer; its message is the adapter's plain,
+    bounded text of the error body (a 404's goes in ``data``, beside the documented one)."""
     status = response.status_code
     message = adapter.error_message(status, _read_error_body(response))
-    log.warning("upstream %s answered %s", provider, status)
+    log.warning("upstream %s answered %s for model %s", provider, status,
+                _model_of(response.request))
     if status in (401, 403):
         return ApiError(502, "Upstream authentication failed")
     if status in (404, 410):
-        return ApiError(400, "Service not available anymore.")
+        return ApiError(400, "Service not available anymore.", data={"upstream": message})
     if status == 429:
         retry_after = response.headers.get("Retry-After")
         return ApiError(429, message, headers={"Retry-After": retry_after} if retry_after else None)
     if status in (503, 504):
         return ApiError(status, message)
     return ApiError(502, message)
+
+
+def _model_of(sent: requests.PreparedRequest) -> str:
+    """The upstream model id a sent request named, for logs: its JSON body's ``model``
+    (OpenRouter, Ollama), else its URL path after ``/models/`` (Hugging Face) or ``/ai/run/``
+    (Cloudflare). Never the body's messages."""
+    try:
+        model = orjson.loads(sent.body or b"{}").get("model")
+    except (orjson.JSONDecodeError, AttributeError):
+        model = None
+    if isinstance(model, str):
+        return model
+    path = urlsplit(sent.url or "").path
+    return path.partition("/models/")[2] or path.partition("/ai/run/")[2] or "?"
 
 
 def _read_error_body(response: requests.Response) -> bytes:

@@ -1,12 +1,14 @@
 """Accounts: sign-up, login, logout, check and session routes; rate limits; password storage."""
 from __future__ import annotations
 
+import hashlib
 import statistics
 import uuid
 import time
 from datetime import datetime
 
 import pytest
+import redis
 from sqlalchemy import select
 
 from neptun_flask.extensions import db
@@ -191,6 +193,68 @@ def test_login_rate_limit_with_redis_storage(app_factory):
     blocked = app.test_client().post("/api/auth/login", json=attempt)
     assert_error(blocked, 429)
     assert int(blocked.headers["Retry-After"]) > 0
+
+
+REDIS = "redis://127.0.0.1:6379/0"
+
+
+@pytest.mark.parametrize("storage", ["memory://", REDIS], ids=["memory", "redis"])
+@pytest.mark.parametrize("email", ["\\ud800", "\\udfff@example.com", "a\\ud800@example.com"],
+                         ids=["lone-high", "lone-low", "inside"])
+def test_login_email_with_lone_surrogate_is_400(app_factory, storage, email):
+    """An email holding an unpaired surrogate is a 400 with a field message on any limiter
+    storage: the rate-limit key is built from a digest that any text can be hashed to
+    (Redis must encode the key, and a lone surrogate has no UTF-8 form)."""
+    client = app_factory(RATELIMIT_STORAGE_URI=storage).test_client()
+    raw = '{"email": "%s", "password": "whatever1"}' % email
+    response = client.post("/api/auth/login", data=raw, content_type="application/json")
+    body = assert_error(response, 400)
+    assert "email" in body["data"]
+
+
+def test_login_rate_limit_key_is_a_digest_of_the_email(app_factory):
+    """The key stored in Redis holds the SHA-256 of the normalized email, never the email,
+    however long it is; case and surrounding spaces count against the same limit."""
+    app = app_factory(LOGIN_RATE_LIMIT="2/minute", RATELIMIT_STORAGE_URI=REDIS)
+    local = f"key-{uuid.uuid4().hex}" + "x" * 200  # a long email no earlier run used
+    email = f"{local}@example.com"
+    digest = hashlib.sha256(email.encode()).hexdigest()
+    for tried in (email.upper(), f"  {email} "):
+        response = app.test_client().post("/api/auth/login",
+                                          json={"email": tried, "password": "bad-guess"})
+        assert response.status_code == 401
+    blocked = app.test_client().post("/api/auth/login",
+                                     json={"email": email, "password": "bad-guess"})
+    assert_error(blocked, 429)
+    client = redis.Redis.from_url(REDIS)
+    try:
+        keys = [key.decode() for key in client.scan_iter(match=f"*{digest}*")]
+        assert keys and all(len(key) < 200 for key in keys)
+        assert not list(client.scan_iter(match=f"*{local[:40]}*"))
+    finally:
+        client.close()
+
+
+@pytest.mark.parametrize("repeat", [200, 300], ids=["lowered-400-chars", "lowered-600-chars"])
+def test_sign_up_email_longer_than_320_once_lowercased_is_400(app, client, repeat):
+    """An email within 320 characters as sent but longer once lowercased (each "İ" becomes
+    two code points) is refused with a field message instead of failing the insert."""
+    email = "İ" * repeat + "@example.com"
+    assert len(email) <= 320 < len(email.lower())
+    body = assert_error(client.post("/api/auth/sign-up",
+                                    json={"email": email, "password": PASSWORD}), 400)
+    assert body["data"]["email"] == ["Longer than maximum length 320."]
+    with app.app_context():
+        assert db.session.query(User).count() == 0
+
+
+def test_sign_up_email_that_fits_once_lowercased_is_stored_lowercased(client):
+    """An email whose lowercased form still fits is accepted and stored lowercased."""
+    email = "İ" * 150 + "@Example.com"
+    response = client.post("/api/auth/sign-up", json={"email": email, "password": PASSWORD})
+    assert response.status_code == 201, response.get_json()
+    assert response.get_json()["user"]["primary_email"] == email.lower()
+    assert len(email.lower()) == 312
 
 
 def test_logout_revokes_session_and_clears_cookie(app, client):

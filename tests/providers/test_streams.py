@@ -1,6 +1,8 @@
 """Recorded upstream streams replayed through requests + responses + each adapter."""
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from neptun_flask.providers import ADAPTERS, get_adapter
@@ -185,7 +187,7 @@ ERROR_BODIES = [
      "This request requires more credits, or fewer max_tokens. You requested up to 32768 "
      "tokens, but can only afford 8246. To increase, visit "
      "https://openrouter.ai/settings/credits and add more credits"),
-    ("openrouter_error_429.txt", "openrouter", 429, "Rate limit exceeded: free-models-per-min. "),
+    ("openrouter_error_429.txt", "openrouter", 429, "Rate limit exceeded: free-models-per-min."),
     ("ollama_chat_error_404.txt", "ollama", 404, "model 'llama9' not found"),
     ("ollama_chat_error_404_legacy.txt", "ollama", 404,
      'model "llama9" not found, try pulling it first'),
@@ -209,8 +211,8 @@ def test_openrouter_prefers_the_providers_raw_message():
 @pytest.mark.parametrize("status, body, message", [
     (502, b"", "HTTP 502"),
     (500, b"  \n", "HTTP 500"),
-    (502, b"<html>Bad gateway</html>", "<html>Bad gateway</html>"),
-    (500, b"x" * 1000, "x" * 200),
+    (502, b"<html>Bad gateway</html>", "Bad gateway"),
+    (500, b"x" * 1000, "x" * 300),
     (500, b"\xff\xfe broken", "\ufffd\ufffd broken"),
     (400, b'{"unexpected": [1, 2]}', '{"unexpected": [1, 2]}'),
     (400, b'[{"error": "x"}]', '[{"error": "x"}]'),
@@ -218,3 +220,41 @@ def test_openrouter_prefers_the_providers_raw_message():
 ])
 def test_error_message_falls_back_and_never_raises(provider, status, body, message):
     assert get_adapter(provider).error_message(status, body) == message
+
+
+NGINX_502 = (b"<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n"
+             b"<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>nginx</center>\r\n"
+             b"</body>\r\n</html>\r\n")
+BIG_PAGE = (b"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>Oops</title>"
+            b"<style>body { font: 14px sans-serif; }" + b" .x { color: red; }" * 500
+            + b"</style><script>var x = '<b>' + 1;</script></head><body><!-- origin down -->"
+            b"<h1>Error&nbsp;502</h1>\n\n  <p>The   origin &amp; its\tpool are down.</p>"
+            + b"<p>Ray ID: 8f1c</p>" * 100 + b"</body></html>")
+
+
+@pytest.mark.parametrize("provider", sorted(FRAMING))
+def test_html_error_page_becomes_plain_bounded_text(provider):
+    """An HTML error page (a proxy's or a CDN's) is passed on as its plain text: no head,
+    style, script, comments or tags, entities decoded, whitespace collapsed, <= 300 chars."""
+    adapter = get_adapter(provider)
+    assert adapter.error_message(502, NGINX_502) == "502 Bad Gateway nginx"
+    message = adapter.error_message(502, BIG_PAGE)
+    assert message.startswith("Error 502 The origin & its pool are down. Ray ID: 8f1c Ray ID")
+    assert len(message) <= 300
+    for markup in ("<", ">", "font", "var x", "origin down", "Oops", "  ", "\n", "\t"):
+        assert markup not in message
+
+
+@pytest.mark.parametrize("provider", sorted(FRAMING))
+def test_error_text_found_in_json_is_plain_and_bounded(provider):
+    """A message taken from a JSON error body is made plain and bounded the same way (an
+    upstream may put a whole HTML page in it)."""
+    page = "<html><body><h1>upstream\n  exploded</h1>" + "<p>detail</p>" * 100 + "</body></html>"
+    error = {"message": page, "metadata": {"raw": page}} if provider == "openrouter" else page
+    if provider == "cloudflare":
+        body = json.dumps({"errors": [{"message": page}], "success": False})
+    else:
+        body = json.dumps({"error": error})
+    message = get_adapter(provider).error_message(500, body.encode())
+    assert message.startswith("upstream exploded detail detail")
+    assert len(message) <= 300 and "<" not in message

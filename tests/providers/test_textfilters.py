@@ -109,3 +109,33 @@ def test_a_held_fragment_that_is_not_a_tag_is_released():
 def test_unclosed_reasoning_at_the_end():
     assert run_splitter(["before <think>", "still thinking</thi"]) == [
         ("text", "before "), ("reasoning", "still thinking</thi")]
+
+
+REPLY = "<think>\nLet me add.\n</think>\n\nThe answer is 4."
+REPLY_PARTS = [("reasoning", "Let me add.\n"), ("text", "The answer is 4.")]
+
+
+@pytest.mark.parametrize(("starts_in_reasoning", "lead"), [
+    (True, ""), (True, "\n"), (True, " \n"), (False, ""),
+], ids=["prompt-opens-the-tag", "prompt-opens-the-tag-newline-first",
+        "prompt-opens-the-tag-space-first", "model-opens-the-tag"])
+def test_the_models_own_open_tag_never_reaches_the_reasoning(starts_in_reasoning, lead):
+    """Whether the prompt opened <think> (the request starts in reasoning) or not, a reply that
+    itself begins with <think> gives the same reasoning and text, without the tag, also when
+    the tag is split across two deltas or sent one character at a time."""
+    text = lead + REPLY
+    for cut in range(len(text) + 1):
+        assert run_splitter([text[:cut], text[cut:]], starts_in_reasoning) == REPLY_PARTS, cut
+    assert run_splitter(list(text), starts_in_reasoning) == REPLY_PARTS
+
+
+def test_only_a_leading_open_tag_is_dropped_when_the_prompt_opened_it():
+    """Starting in reasoning, only an open tag at the very start is the model repeating the
+    prompt's; one later in the reasoning is its text, and a reply of a partial tag is kept."""
+    assert run_splitter(["Hm, <think> is a tag.</think>Yes."], starts_in_reasoning=True) == [
+        ("reasoning", "Hm, <think> is a tag."), ("text", "Yes.")]
+    assert run_splitter(["<thi"], starts_in_reasoning=True) == [("reasoning", "<thi")]
+    assert run_splitter(["<", "/think>Hello"], starts_in_reasoning=True) == [("text", "Hello")]
+    s = ThinkSplitter(starts_in_reasoning=True)
+    assert s.feed("<think>") == []
+    assert s.flush() == []
