@@ -115,7 +115,9 @@ class RedisLog:
         if not batches:
             return
         pipe = self._redis.pipeline(transaction=False)
-        for gid, _seq, data in batches:
+        for gid, seq, data in batches:
+            if seq == 1:   # a row id can be used again (SQLite): never continue an old stream
+                pipe.delete(self._key(gid, "log"))
             pipe.xadd(self._key(gid, "log"), {"p": data}, maxlen=self.MAX_BATCHES,
                       approximate=True)
         pipe.execute()
