@@ -51,6 +51,22 @@ def drop_table(app, table: str) -> None:
         db.session.commit()
 
 
+def refuse_inserts(app, table: str) -> None:
+    """Break the database under the app: every insert into ``table`` fails (a trigger), while
+    reading it still works."""
+    with app.app_context():
+        if db.engine.dialect.name == "postgresql":
+            db.session.execute(text("CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql "
+                                    "AS $$ BEGIN RAISE EXCEPTION 'refused'; END $$"))
+            db.session.execute(text(f"CREATE TRIGGER refuse BEFORE INSERT ON {table} "
+                                    "FOR EACH ROW EXECUTE FUNCTION refuse()"))
+        else:
+            # (RAISE() would be a constraint error, which the chat route answers as 404.)
+            db.session.execute(text(f"CREATE TRIGGER refuse BEFORE INSERT ON {table} "
+                                    "BEGIN INSERT INTO no_such_table VALUES (1); END"))
+        db.session.commit()
+
+
 @pytest.fixture
 def debug_logs(caplog):
     """Capture every log record at DEBUG, SQLAlchemy's statement log included."""
@@ -85,7 +101,7 @@ def test_failed_message_insert_logs_no_message_text(own_app, debug_logs):
     client = own_app.test_client()
     user_id = sign_up(client, EMAIL)
     chat_id = create_chat(client, user_id)["id"]
-    drop_table(own_app, "chat_messages")
+    refuse_inserts(own_app, "chat_messages")
     debug_logs.clear()
     response = client.post(f"/api/ai/ollama/rwkv-6-world/chat?chat_id={chat_id}",
                            json={"messages": [{"role": "user", "content": SECRET}]})

@@ -62,13 +62,6 @@ def tagged(**scenario) -> str:
     return f"{uuid.uuid4().hex} {directive(**scenario)}"
 
 
-def upstream_entry(upstream, text: str, timeout: float = 5.0) -> dict:
-    """The fake's log entry of the request whose prompt holds ``text``'s tag."""
-    tag = text.split()[0]
-    return upstream.wait_for(
-        lambda log: next((e for e in log if tag in json.dumps(e["json"])), None), timeout)
-
-
 def closed_entry(upstream, text: str, timeout: float = 10.0) -> dict:
     """That entry once the upstream connection closed."""
     tag = text.split()[0]
@@ -254,10 +247,8 @@ def test_resumable_disconnect_runs_through_the_grace_window(pair, upstream):
     text = tagged(tokens=400, delay_ms=25)
     Live(api.chat(PATH, text, chat_id, stream=True, resumable="true")).read_parts(3).close()
     left = time.monotonic()
-    time.sleep(1.0)
-    assert upstream_entry(upstream, text)["closed_at"] is None   # still generating
     entry = closed_entry(upstream, text)
-    assert 1.5 <= entry["closed_at"] - left < 3.0
+    assert 1.5 <= entry["closed_at"] - left < 4.0   # generating through the window, no longer
     stored = wait_stored(api, chat_id, {"aborted"})
     assert expected_text(400).startswith(stored[-1]["message"])
     assert len(stored[-1]["message"]) > len(expected_text(3))
