@@ -11,8 +11,10 @@ and npm these tests fail rather than skip, so a CI without Node cannot pass sile
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
+import time
 import uuid
 from pathlib import Path
 
@@ -158,3 +160,29 @@ def test_sdk_receives_tricky_text_intact(sdk_chat, provider):
     assert result["text"] == "".join(TRICKY_PIECES)
     assert result["finishReason"] == "stop"
     _assert_numeric_usage(result["usage"])
+
+
+def test_sdk_stop_closes_the_upstream_and_stores_aborted(node, api, server, upstream):
+    """useChat's stop() (an aborted fetch) closes the upstream within 1 s; the partial reply is
+    stored ``aborted`` with the text generated so far."""
+    chat_id = api.create_chat("ollama/rwkv-6-world")
+    tag = uuid.uuid4().hex
+    content = f"{tag} {directive(tokens=400, delay_ms=25)}"
+    body = {"id": str(chat_id), "messages": [{"id": tag, "role": "user", "content": content}]}
+    url = f"{server.base_url}/api/ai/{MODEL_PATHS['ollama']}/chat?chat_id={chat_id}"
+    process = subprocess.Popen([node, str(SCRIPT), url, api.cookie, json.dumps(body)],
+                               stdout=subprocess.PIPE, text=True, cwd=AISDK_DIR,
+                               env={**os.environ, "ABORT_AFTER_CHARS": "20"})
+    assert process.stdout.readline() == "aborted\n"
+    aborted = time.monotonic()
+    process.wait(timeout=30)
+    entry = upstream.wait_for(lambda log: next(
+        (e for e in log if tag in json.dumps(e["json"]) and e["closed_at"]), None), 10)
+    assert entry["closed_at"] - aborted < 1.0
+    deadline = time.monotonic() + 10
+    while (stored := api.messages(chat_id))[-1]["finish_reason"] is None:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert stored[-1]["finish_reason"] == "aborted"
+    assert len(stored[-1]["message"]) >= 20
+    assert expected_text(400).startswith(stored[-1]["message"])

@@ -5,6 +5,10 @@
 //
 // Usage: node read_stream.mjs URL COOKIE [BODY_JSON]   (BODY_JSON is read from stdin when absent)
 //
+// With ABORT_AFTER_CHARS=N in the environment it stops the reply as useChat's stop() does
+// (aborting the fetch through the abort controller useChat hands to callChatApi) once the
+// message holds N characters, and prints a line "aborted" on stdout at that moment.
+//
 // callChatApi is the function @ai-sdk/vue@1 and @ai-sdk/react@1 call inside useChat: it does
 // the fetch, turns a non-2xx answer into an Error whose message is the response body, and
 // parses the stream with processChatResponse/processDataStream. Any line the SDK would reject
@@ -41,6 +45,8 @@ async function main() {
 
   let message = null;
   const result = { text: '', reasoning: '', finishReason: null, usage: null, error: null };
+  const abortAfter = Number(process.env.ABORT_AFTER_CHARS || 0);
+  const controller = new AbortController();
   try {
     await callChatApi({
       api: url,
@@ -48,10 +54,14 @@ async function main() {
       streamProtocol: 'data',
       headers: { Cookie: `neptun-session=${cookie}` },
       // useChat passes these; callChatApi calls restoreMessagesOnFailure unguarded.
-      abortController: () => null,
+      abortController: () => controller,
       restoreMessagesOnFailure: () => {},
       onUpdate({ message: updated }) {
         message = updated;
+        if (abortAfter && !controller.signal.aborted && (updated.content ?? '').length >= abortAfter) {
+          process.stdout.write('aborted\n');
+          controller.abort();
+        }
       },
       onFinish(finished, { finishReason, usage }) {
         message = finished;
