@@ -124,6 +124,7 @@ class Generation(db.Model):
     stop_requested: Mapped[bool] = mapped_column(default=False)
     idempotency_key: Mapped[str | None] = mapped_column(String(255))
     request_hash: Mapped[str | None] = mapped_column(String(64))
+    protocol: Mapped[str] = mapped_column(String(8))   # what a resume answers in by default
     heartbeat_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     reader_seen_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

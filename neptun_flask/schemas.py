@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import re
 
-from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, validate
+from marshmallow import (EXCLUDE, RAISE, Schema, ValidationError, fields, post_load, validate,
+                         validates, validates_schema)
 
 MIN_PASSWORD_LENGTH = 8
 #: Longest stored email (the users.email column).
@@ -160,15 +161,64 @@ class ChatMessageSchema(Schema):
         return {"promptTokens": obj.prompt_tokens, "completionTokens": obj.completion_tokens}
 
 
+#: Message part types a text-only service cannot take (AI SDK 5+ sends images as files).
+REFUSED_PARTS = ("file", "image")
+
+
+class MessagePartSchema(Schema):
+    """One part of an AI SDK 5+ message: its text counts, other kinds the SDK sends back with
+    earlier replies (``step-start``, ``reasoning``, sources, data) are accepted and ignored."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    type = Text(required=True, validate=validate.Length(max=64))
+    text = Text()
+
+    @validates_schema
+    def _takes_text_only(self, data, **kwargs):
+        """Files and images are refused by name."""
+        if data.get("type") in REFUSED_PARTS:
+            raise ValidationError(f"Parts of type '{data['type']}' are not supported: "
+                                  "this service takes text only.", "type")
+
+
 class ChatMessageInSchema(Schema):
-    """One incoming chat message; extra fields sent by the AI SDK are ignored."""
+    """One incoming chat message: the seed's and ai@4's ``content``, or AI SDK 5+ ``parts``
+    (whose text parts are joined); extra fields sent by the AI SDK are ignored."""
 
     class Meta:
         unknown = EXCLUDE
 
     id = Text(validate=validate.Length(min=1, max=255))
-    role = fields.String(required=True, validate=validate.OneOf(("user", "assistant")))
-    content = Text(required=True)
+    role = fields.String(required=True)
+    content = Text()
+    parts = fields.List(fields.Nested(MessagePartSchema), validate=validate.Length(max=1000))
+
+    @validates("role")
+    def _known_role(self, value, **kwargs):
+        """user or assistant; the server owns the system prompt."""
+        if value == "system":
+            raise ValidationError("System messages are not accepted: the server sets the "
+                                  "system prompt.")
+        if value not in ("user", "assistant"):
+            raise ValidationError("Must be one of: user, assistant.")
+
+    @validates_schema
+    def _has_content(self, data, **kwargs):
+        """``content`` or ``parts``."""
+        if "content" not in data and "parts" not in data:
+            raise ValidationError("Missing data for required field.", "content")
+
+    @post_load
+    def _text(self, data, **kwargs):
+        """The message as the adapters take it; ``from_parts`` marks an AI SDK 5+ message."""
+        parts = data.pop("parts", None)
+        data["from_parts"] = "content" not in data
+        if data["from_parts"]:
+            data["content"] = "".join(part.get("text", "") for part in parts
+                                      if part["type"] == "text")
+        return data
 
 
 class ChatRequestSchema(Schema):
@@ -184,7 +234,8 @@ class ChatRequestSchema(Schema):
 
 
 _BOOLEAN = {"truthy": {"true", "1"}, "falsy": {"false", "0"}}
-_PROTOCOL = {"load_default": "data", "validate": validate.OneOf(("data", "text"))}
+#: Without ``stream_protocol`` the POST answers in ``ui`` for an AI SDK 5+ body, else ``data``.
+_PROTOCOL = {"load_default": None, "validate": validate.OneOf(("data", "ui", "text"))}
 
 
 class ChatArgs(Schema):

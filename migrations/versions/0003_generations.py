@@ -26,6 +26,7 @@ def upgrade():
         sa.Column('stop_requested', sa.Boolean(), nullable=False),
         sa.Column('idempotency_key', sa.String(length=255), nullable=True),
         sa.Column('request_hash', sa.String(length=64), nullable=True),
+        sa.Column('protocol', sa.String(length=8), nullable=False),
         sa.Column('heartbeat_at', sa.DateTime(timezone=True), nullable=False),
         sa.Column('reader_seen_at', sa.DateTime(timezone=True), nullable=True),
         sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),

@@ -15,7 +15,7 @@ from ..providers import get_adapter
 from ..providers.base import RequestTooLarge
 from ..schemas import MAX_ID, ChatArgs, ChatRequestSchema, ResumeArgs
 from ..streaming.parts import finish_part, start_part
-from ..streaming.protocol import ENCODERS, encode
+from ..streaming.protocol import encode, new_encoder
 from ..streaming.reader import RunReader
 from ..streaming.upstream import Timeouts, open_upstream
 from ..validation import load_args, load_body
@@ -54,11 +54,13 @@ def chat_response(entry: CatalogEntry | None, invalid_message: str):
     except Exception:
         admit(token, chat_id)  # then an unknown chat
         raise
-    outcome = admit(token, chat_id, _turn(entry, body))
-    encoder = ENCODERS[args["stream_protocol"]]
+    protocol = args["stream_protocol"] or _protocol_of(body)
+    outcome = admit(token, chat_id, _turn(entry, body, protocol))
+    encoder = new_encoder(protocol)
     if outcome.kind == "new":
+        # AI SDK 5+ clients can resume (resumeStream()), so their disconnect is not a stop.
         return _stream(entry, adapter, upstream_request, encoder, outcome.generation_id,
-                       args["resumable"])
+                       args["resumable"] or protocol == "ui")
     if outcome.kind == "attach":
         return _respond(generations().follow(outcome.generation_id, encoder, request.environ),
                         encoder)
@@ -89,7 +91,15 @@ def _body_chat_id() -> int:
     return value
 
 
-def _turn(entry: CatalogEntry, body: dict) -> Turn:
+def _protocol_of(body: dict) -> str:
+    """An AI SDK 5+ body (``trigger``, or messages of ``parts`` only) is answered in its UI
+    message stream protocol; any other in the data stream protocol."""
+    if "trigger" in body or any(message["from_parts"] for message in body["messages"]):
+        return "ui"
+    return "data"
+
+
+def _turn(entry: CatalogEntry, body: dict, protocol: str) -> Turn:
     """The turn a request asks for: its user message, its retry key (the Idempotency-Key
     header, else the last user message's id) and a fingerprint of what it asks."""
     messages = body["messages"]
@@ -101,7 +111,7 @@ def _turn(entry: CatalogEntry, body: dict) -> Turn:
     return Turn(text=last["content"] if last["role"] == "user" else None,
                 model_id=entry.model_id, key=key,
                 request_hash=hashlib.sha256(fingerprint).hexdigest() if key else None,
-                regenerate=body.get("trigger", "").startswith("regenerate"))
+                regenerate=body.get("trigger", "").startswith("regenerate"), protocol=protocol)
 
 
 def _build(entry: CatalogEntry, adapter, messages: list[dict]):
@@ -172,10 +182,11 @@ def resume_response(entry: CatalogEntry | None, invalid_message: str,
         raise
     admit(token, chat_id)
     runs = generations()
-    generation_id = runs.running(chat_id)
-    if generation_id is None:
+    found = runs.running(chat_id)
+    if found is None:
         return current_app.response_class(status=204)
-    encoder = ENCODERS[args["stream_protocol"]]
+    generation_id, started_in = found
+    encoder = new_encoder(args["stream_protocol"] or started_in)
     return _respond(runs.follow(generation_id, encoder, request.environ), encoder)
 
 

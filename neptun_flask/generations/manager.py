@@ -213,15 +213,16 @@ class Generations:
                     ended = found or {"finish_reason": "aborted", "prompt_tokens": 0,
                                       "completion_tokens": 0}
 
-    def running(self, chat_id: int) -> int | None:
-        """The chat's running generation (the newest, if several), or None."""
+    def running(self, chat_id: int) -> tuple[int, str] | None:
+        """The chat's running generation (the newest, if several) and the protocol it was
+        started in, or None."""
         self.maybe_reap()
-        ids = store.running_ids(self._engine, chat_id)
-        return ids[0] if ids else None
+        found = store.running(self._engine, chat_id)
+        return found[0] if found else None
 
     def stop_chat(self, chat_id: int) -> None:
         """Stop the chat's running generations, here or on their owner's process."""
-        for generation_id in store.running_ids(self._engine, chat_id):
+        for generation_id, _ in store.running(self._engine, chat_id):
             run = self._local.get(generation_id)
             if run is not None:
                 run.cancel("stopped")

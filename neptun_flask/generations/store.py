@@ -51,6 +51,7 @@ class Turn:
     key: str | None = None      # the user message's id or the Idempotency-Key header
     request_hash: str | None = None
     regenerate: bool = False    # replace the chat's last reply instead of adding a turn
+    protocol: str = "data"      # the client protocol it was asked in
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,7 +116,8 @@ def start_turns(connection, turns: list[tuple[int, Turn]]) -> list[Outcome]:
         chat_id, turn = turns[index]
         generations.append({"id": row_id, "chat_id": chat_id, "status": RUNNING,
                             "stop_requested": False, "idempotency_key": turn.key,
-                            "request_hash": turn.request_hash, "heartbeat_at": now,
+                            "request_hash": turn.request_hash, "protocol": turn.protocol,
+                            "heartbeat_at": now,
                             "reader_seen_at": None, "created_at": now, "updated_at": now})
         outcomes[index] = Outcome("new", row_id)
     connection.execute(_INSERT_GENERATIONS, generations)
@@ -177,13 +179,13 @@ def sync(engine, texts: dict[int, str], running: list[int]) -> None:
                                .values(heartbeat_at=now))
 
 
-def running_ids(engine, chat_id: int) -> list[int]:
-    """The chat's running generations, newest first."""
+def running(engine, chat_id: int) -> list[tuple[int, str]]:
+    """The chat's running generations (id, protocol), newest first."""
     with engine.connect() as connection:
-        return list(connection.scalars(
-            select(_generations.c.id).where(_generations.c.chat_id == chat_id,
-                                            _generations.c.status == RUNNING)
-            .order_by(_generations.c.id.desc())))
+        return [tuple(row) for row in connection.execute(
+            select(_generations.c.id, _generations.c.protocol)
+            .where(_generations.c.chat_id == chat_id, _generations.c.status == RUNNING)
+            .order_by(_generations.c.id.desc()))]
 
 
 def state(engine, generation_id: int) -> dict | None:

@@ -1,4 +1,6 @@
-"""Client stream encoders: the AI SDK data stream protocol (v1) and plain text."""
+"""Client stream encoders: the AI SDK data stream protocol (ai@4), the UI message stream
+protocol (AI SDK 5 to 7) and plain text. Each reader has an encoder of its own (the UI
+protocol's encoder remembers which block is open)."""
 from __future__ import annotations
 
 from typing import Protocol
@@ -94,7 +96,77 @@ class TextEncoder:
         return b""
 
 
-ENCODERS = {"data": DataStreamEncoder(), "text": TextEncoder()}
+class UIMessageStreamEncoder:
+    """SSE ``data: {json}`` chunks of the UI message stream (v1), with only the fields every
+    5.x-7.x client accepts: text and reasoning go in blocks opened by ``*-start`` and closed
+    by ``*-end``; usage and the finish reason travel in the finish chunk's metadata."""
+
+    content_type = "text/event-stream"
+    headers = {**_COMMON_HEADERS, "x-vercel-ai-ui-message-stream": "v1"}
+
+    def __init__(self) -> None:
+        self._open: str | None = None     # "text" or "reasoning"
+        self._block = ""                  # the open block's id
+        self._blocks = 0
+        self._failed = False
+
+    def start(self, message_id: str) -> bytes:
+        """``start`` with the message id, then ``start-step``."""
+        return (b'data: {"type":"start","messageId":' + _dumps(message_id) + b'}\n\n'
+                b'data: {"type":"start-step"}\n\n')
+
+    def text(self, piece: str) -> bytes:
+        """A ``text-delta``, opening a text block first when none is open."""
+        head = b"" if self._open == "text" else self._switch("text")
+        return (head + b'data: {"type":"text-delta","id":"' + self._block.encode()
+                + b'","delta":' + _dumps(piece) + b"}\n\n")
+
+    def reasoning(self, piece: str) -> bytes:
+        """A ``reasoning-delta``, opening a reasoning block first when none is open."""
+        head = b"" if self._open == "reasoning" else self._switch("reasoning")
+        return (head + b'data: {"type":"reasoning-delta","id":"' + self._block.encode()
+                + b'","delta":' + _dumps(piece) + b"}\n\n")
+
+    def error(self, message: str) -> bytes:
+        """``error``: the client ends the reply there (its status becomes ``error``)."""
+        self._failed = True
+        return self._close() + b"data: " + _dumps({"type": "error", "errorText": message}) + b"\n\n"
+
+    def finish(self, reason: str, prompt_tokens: int, completion_tokens: int) -> bytes:
+        """``finish-step`` and ``finish`` (reason and usage in ``messageMetadata``), then the
+        stream's ``[DONE]``; after an error only ``[DONE]``."""
+        if self._failed:
+            return b"data: [DONE]\n\n"
+        metadata = {"finishReason": reason,
+                    "usage": {"inputTokens": prompt_tokens, "outputTokens": completion_tokens}}
+        return (self._close() + b'data: {"type":"finish-step"}\n\n'
+                + b"data: " + _dumps({"type": "finish", "messageMetadata": metadata})
+                + b"\n\ndata: [DONE]\n\n")
+
+    def _switch(self, kind: str) -> bytes:
+        """Close the open block, open one of ``kind``."""
+        closing = self._close()
+        self._open = kind
+        self._block = f"{kind[0]}{self._blocks}"
+        self._blocks += 1
+        return closing + (b'data: {"type":"' + kind.encode() + b'-start","id":"'
+                          + self._block.encode() + b'"}\n\n')
+
+    def _close(self) -> bytes:
+        """``text-end`` or ``reasoning-end`` of the open block, if any."""
+        if self._open is None:
+            return b""
+        kind, self._open = self._open, None
+        return b'data: {"type":"' + kind.encode() + b'-end","id":"' + self._block.encode() + b'"}\n\n'
+
+
+#: The protocols by name: a new encoder per reader.
+ENCODERS = {"data": DataStreamEncoder, "text": TextEncoder, "ui": UIMessageStreamEncoder}
+
+
+def new_encoder(protocol: str) -> Encoder:
+    """An encoder for one reader in ``protocol``."""
+    return ENCODERS[protocol]()
 
 
 def encode(encoder: Encoder, parts) -> bytes:

@@ -228,7 +228,8 @@ def expect(route: Route, step: str | None, response) -> None:
         assert_error(response, 400, RETIRED)
     elif step == "body":
         body = assert_validation(response, "messages")
-        assert body["data"]["messages"] == {"0": {"role": ["Must be one of: user, assistant."]}}
+        assert body["data"]["messages"] == {"0": {"role": [
+            "System messages are not accepted: the server sets the system prompt."]}}
     elif step == "chat":
         assert_error(response, 404, NOT_FOUND)
     elif step == "credentials":

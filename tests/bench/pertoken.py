@@ -18,7 +18,7 @@ from urllib3.response import HTTPResponse
 
 from neptun_flask.providers import get_adapter
 from neptun_flask.providers.base import UpstreamRequest
-from neptun_flask.streaming.protocol import ENCODERS
+from neptun_flask.streaming.protocol import new_encoder
 from neptun_flask.streaming.reader import RunReader
 from neptun_flask.streaming.run import Run
 from neptun_flask.streaming.upstream import Timeouts
@@ -58,7 +58,7 @@ def service(data: bytes) -> float:
               request=UpstreamRequest(url="http://upstream", json={}),
               timeouts=Timeouts(10, 60, 60, 600), model_id="m", max_tokens=10_000,
               message_id="msg-1", key=None, resumable=False, on_end=lambda run, tail: None)
-    reader = RunReader(run, ENCODERS["data"], {})
+    reader = RunReader(run, new_encoder("data"), {})
     run.prime()
     run.drive()    # in this process's one thread: the reads, then the reader's encoding
     for _ in reader:
