@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import time
 import uuid
@@ -22,50 +21,20 @@ import pytest
 
 from tests.fakes.protocols import expected_text
 
+from .node import node_with_packages
 from .streams import parse_data_stream
 from .test_streaming import MODEL_PATHS, directive
 
 AISDK_DIR = Path(__file__).resolve().parent / "aisdk"
 SCRIPT = AISDK_DIR / "read_stream.mjs"
-INSTALL_TIMEOUT = 300
 #: Packages whose presence means ``npm ci`` has run (it removes node_modules before installing).
 INSTALLED_MARKERS = ("ai/package.json", "@ai-sdk/ui-utils/package.json", "zod/package.json")
-
-
-def _node_major(node: str) -> int:
-    """The major version of ``node``, e.g. 20 for v20.11.1."""
-    version = subprocess.run([node, "--version"], capture_output=True, text=True, timeout=30,
-                             check=True).stdout.strip()
-    return int(version.lstrip("v").split(".")[0])
-
-
-def _install(npm: str) -> None:
-    """``npm ci`` in tests/e2e/aisdk, exactly as locked; fail the test on any problem."""
-    try:
-        result = subprocess.run([npm, "ci", "--no-audit", "--no-fund"], cwd=AISDK_DIR, check=False,
-                                capture_output=True, text=True, timeout=INSTALL_TIMEOUT)
-    except subprocess.TimeoutExpired:
-        pytest.fail(f"`npm ci` in {AISDK_DIR} did not finish within {INSTALL_TIMEOUT} s",
-                    pytrace=False)
-    if result.returncode != 0:
-        pytest.fail(f"`npm ci` in {AISDK_DIR} failed with exit code {result.returncode}:\n"
-                    f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}", pytrace=False)
 
 
 @pytest.fixture(scope="module")
 def node():
     """The node executable, with the AI SDK installed next to the reader script."""
-    node, npm = shutil.which("node"), shutil.which("npm")
-    missing = [name for name, path in (("node", node), ("npm", npm)) if path is None]
-    if missing:
-        pytest.fail(f"tests/e2e/test_ai_sdk.py needs Node.js (>= 18) and npm on PATH to run the "
-                    f"AI SDK's stream parser; not found: {', '.join(missing)}", pytrace=False)
-    if _node_major(node) < 18:
-        pytest.fail("the AI SDK (ai@4) needs Node.js >= 18 (global fetch)", pytrace=False)
-    modules = AISDK_DIR / "node_modules"
-    if not all((modules / marker).is_file() for marker in INSTALLED_MARKERS):
-        _install(npm)
-    return node
+    return node_with_packages(AISDK_DIR, INSTALLED_MARKERS)
 
 
 @pytest.fixture

@@ -1,0 +1,2 @@
+export { Chat } from '@ai-sdk/vue';
+export { DefaultChatTransport } from 'ai';
