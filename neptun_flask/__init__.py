@@ -141,11 +141,13 @@ def register_generations(app: Flask) -> None:
 
 def register_blueprints(app: Flask) -> None:
     """Register every blueprint."""
-    from . import ai, auth, chats, health
+    from . import ai, auth, chats, health, openai
 
     app.register_blueprint(health.bp)
     app.register_blueprint(auth.bp)
     app.register_blueprint(chats.bp)
+    app.register_blueprint(openai.bp)
+    app.register_blueprint(openai.keys_bp)
     for blueprint in ai.BLUEPRINTS:
         app.register_blueprint(blueprint)
     from .auth.sessions import refresh_cookie

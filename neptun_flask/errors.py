@@ -1,10 +1,12 @@
-"""The one error contract: every error is JSON ``{statusCode, statusMessage, data?}``."""
+"""The one error contract: every error is JSON ``{statusCode, statusMessage, data?}``; under
+``/v1`` (the OpenAI-compatible API) it is OpenAI's ``{"error": {message, type, param, code}}``,
+which its client libraries read."""
 from __future__ import annotations
 
 import logging
 from typing import Any
 
-from flask import Flask, jsonify
+from flask import Flask, has_request_context, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 log = logging.getLogger(__name__)
@@ -31,17 +33,48 @@ class ApiError(Exception):
         self.headers = headers or {}
 
 
+#: OpenAI's error types by status.
+_OPENAI_TYPES = {400: "invalid_request_error", 401: "authentication_error",
+                 403: "permission_error", 404: "not_found_error", 409: "conflict_error",
+                 413: "invalid_request_error", 415: "invalid_request_error",
+                 429: "rate_limit_error"}
+OPENAI_PREFIX = "/v1/"
+
+
 def error_response(status: int, message: str, data: Any = None,
                    headers: dict[str, str] | None = None):
     """Build the JSON error response; the only place the error shape is written."""
-    body: dict[str, Any] = {"statusCode": status, "statusMessage": message}
-    if data is not None:
-        body["data"] = data
+    if has_request_context() and request.path.startswith(OPENAI_PREFIX):
+        body: dict[str, Any] = openai_error(status, message, data)
+    else:
+        body = {"statusCode": status, "statusMessage": message}
+        if data is not None:
+            body["data"] = data
     response = jsonify(body)
     response.status_code = status
     for name, value in (headers or {}).items():
         response.headers[name] = value
     return response
+
+
+def openai_error(status: int, message: str, data: Any = None) -> dict:
+    """OpenAI's error object; validation details name the first field as ``param``."""
+    param = code = None
+    if isinstance(data, dict) and data:
+        code = data.get("code") if isinstance(data.get("code"), str) else None
+        fields = [key for key in data if key != "code"]
+        if fields:
+            param = str(fields[0])
+            message = f"{message}: {param}: {_first_message(data[param])}"
+    return {"error": {"message": message, "type": _OPENAI_TYPES.get(status, "api_error"),
+                      "param": param, "code": code}}
+
+
+def _first_message(detail: Any) -> str:
+    """The first message of marshmallow's nested error messages."""
+    while isinstance(detail, (dict, list)) and detail:
+        detail = next(iter(detail.values())) if isinstance(detail, dict) else detail[0]
+    return str(detail)
 
 
 def _handle_api_error(error: ApiError):

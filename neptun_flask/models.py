@@ -146,3 +146,20 @@ class GenerationEvent(db.Model):
         ForeignKey("generations.id", ondelete="CASCADE"), primary_key=True, autoincrement=False)
     seq: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
     parts: Mapped[str] = mapped_column(Text)
+
+
+class ApiKey(db.Model):
+    """A user's key for the OpenAI-compatible API: only its SHA-256 is stored, with a
+    recognisable prefix to tell keys apart, and the tokens its requests used."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(255))
+    prefix: Mapped[str] = mapped_column(String(16))
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    prompt_tokens: Mapped[int] = mapped_column(default=0)
+    completion_tokens: Mapped[int] = mapped_column(default=0)

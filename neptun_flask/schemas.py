@@ -263,6 +263,129 @@ class ResumeArgs(Schema):
     stream_protocol = fields.String(**_PROTOCOL)
 
 
+#: Chat-completion parameters this text-only service cannot honour (when set to anything but
+#: their "off" value): a 400 naming them beats a silently different answer.
+UNSUPPORTED_COMPLETION = ("tools", "tool_choice", "functions", "function_call", "audio",
+                          "logprobs", "top_logprobs", "prediction", "logit_bias")
+#: Content part types of OpenAI messages; only text is taken.
+_TEXT_PART = "text"
+
+
+class CompletionMessageSchema(Schema):
+    """One message of ``POST /v1/chat/completions``: text content, or text content parts."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    role = fields.String(required=True, validate=validate.OneOf(
+        ("system", "developer", "user", "assistant"),
+        error="Role {input} is not supported: use system, developer, user or assistant."))
+    content = fields.Raw(required=True, allow_none=True)
+
+    @post_load
+    def _text(self, data, **kwargs):
+        """The content as one string: text parts joined; other parts refused by type."""
+        content = data["content"]
+        if isinstance(content, list):
+            texts = []
+            for part in content:
+                kind = part.get("type") if isinstance(part, dict) else None
+                if kind != _TEXT_PART or not isinstance(part.get("text"), str):
+                    raise ValidationError(f"Content parts of type {kind!r} are not supported: "
+                                          "this service takes text only.", "content")
+                texts.append(part["text"])
+            content = "".join(texts)
+        elif content is None:
+            content = ""
+        elif not isinstance(content, str):
+            raise ValidationError("Must be a string or a list of text parts.", "content")
+        data["content"] = Text().deserialize(content)
+        return data
+
+
+class CompletionRequestSchema(Schema):
+    """Body of ``POST /v1/chat/completions``; parameters it does not know are ignored, those it
+    cannot honour (``UNSUPPORTED_COMPLETION``, ``n`` > 1) are refused by name."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    model = Text(required=True, validate=validate.Length(min=1, max=255))
+    messages = fields.List(fields.Nested(CompletionMessageSchema), required=True,
+                           validate=validate.Length(min=1, error="messages must not be empty."))
+    stream = fields.Boolean(load_default=False, allow_none=True)
+    stream_options = fields.Dict(allow_none=True)
+    max_tokens = fields.Integer(strict=True, allow_none=True,
+                                validate=validate.Range(min=1, max=MAX_ID))
+    max_completion_tokens = fields.Integer(strict=True, allow_none=True,
+                                           validate=validate.Range(min=1, max=MAX_ID))
+    temperature = fields.Float(allow_none=True, allow_nan=False, validate=validate.Range(0, 2))
+    top_p = fields.Float(allow_none=True, allow_nan=False, validate=validate.Range(0, 1))
+    stop = fields.Raw(allow_none=True)
+    seed = fields.Integer(strict=True, allow_none=True,
+                          validate=validate.Range(min=-(2**63), max=2**63 - 1))
+    n = fields.Integer(strict=True, allow_none=True,
+                       validate=validate.Equal(1, error="n > 1 is not supported."))
+    response_format = fields.Dict(allow_none=True)
+
+    @validates_schema(pass_original=True)
+    def _supported(self, data, original, **kwargs):
+        """Tools, images and the like are refused by name; ``stop`` is up to 4 strings."""
+        for name in UNSUPPORTED_COMPLETION:
+            if isinstance(original, dict) and original.get(name) not in (None, False, [], {}):
+                raise ValidationError(f"{name} is not supported by this service.", name)
+        response_format = data.get("response_format")
+        if response_format and response_format.get("type") not in (None, "text"):
+            raise ValidationError("Only the text response format is supported.",
+                                  "response_format")
+        stop = data.get("stop")
+        stops = [stop] if isinstance(stop, str) else stop
+        if stops is not None and not (isinstance(stops, list) and len(stops) <= 4 and all(
+                isinstance(item, str) and item for item in stops)):
+            raise ValidationError("Must be a string or a list of up to 4 strings.", "stop")
+
+    @post_load
+    def _options(self, data, **kwargs):
+        """Generation options as the adapters take them (catalog parameter names)."""
+        options = {}
+        limit = data.get("max_completion_tokens") or data.get("max_tokens")
+        if limit is not None:
+            options["max_new_tokens"] = limit
+        for name in ("temperature", "top_p", "seed"):
+            if data.get(name) is not None:
+                options[name] = data[name]
+        stop = data.get("stop")
+        if stop is not None:
+            options["stop"] = [stop] if isinstance(stop, str) else stop
+        data["options"] = options
+        data["include_usage"] = bool((data.get("stream_options") or {}).get("include_usage"))
+        return data
+
+
+class ApiKeyCreateSchema(Schema):
+    """Body of ``POST /api/users/<id>/api-keys``."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    name = Text(required=True, validate=validate.Length(min=1, max=255))
+
+
+class ApiKeySchema(Schema):
+    """An API key as its owner sees it (never the key itself)."""
+
+    id = fields.Integer()
+    name = fields.String()
+    prefix = fields.String()
+    created_at = fields.DateTime()
+    last_used_at = fields.DateTime(allow_none=True)
+    usage = fields.Method("dump_usage")
+
+    def dump_usage(self, obj):
+        """Tokens the key's requests used."""
+        return {"promptTokens": obj.prompt_tokens, "completionTokens": obj.completion_tokens}
+
+
 class ModelParametersSchema(Schema):
     """``configuration.parameters`` of a catalog model."""
 

@@ -16,6 +16,7 @@ import time
 import uuid
 import weakref
 from collections.abc import Iterator
+from functools import partial
 
 import orjson
 
@@ -61,11 +62,13 @@ class Generations:
         """The id a stream announces: its message row's, or a random one when unstored."""
         return f"msg-{generation_id}" if generation_id else f"msg-{uuid.uuid4().hex}"
 
-    def new_run(self, generation_id: int | None, resumable: bool, **settings) -> Run:
-        """A run for a started generation (None: nothing stored, not resumable)."""
+    def new_run(self, generation_id: int | None, resumable: bool, on_end=None,
+                **settings) -> Run:
+        """A run for a started generation (None: nothing stored, not resumable); ``on_end``,
+        if given, is also told of an unstored run's end."""
         return Run(message_id=self.message_id(generation_id), key=generation_id,
-                   resumable=resumable and generation_id is not None, on_end=self._ended,
-                   **settings)
+                   resumable=resumable and generation_id is not None,
+                   on_end=partial(self._ended, after=on_end), **settings)
 
     def add(self, run: Run) -> None:
         """Own a primed run: start the loop if it is not running, then the run."""
@@ -87,11 +90,13 @@ class Generations:
         if generation_id is not None:
             store.discard(self._engine, generation_id)
 
-    def _ended(self, run: Run, tail: list) -> None:
+    def _ended(self, run: Run, tail: list, after=None) -> None:
         """A run's end (its ``on_end``): the rest of its log and its reply are stored before
         any reader sees the finish part."""
         if run.key is None:
             self._unstored.discard(run)
+            if after is not None:
+                after(run, tail)
             return
         generation_id = run.key
         try:

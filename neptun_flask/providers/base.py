@@ -98,10 +98,16 @@ class UpstreamError:
 Event = TextDelta | ReasoningDelta | Usage | FinishReason | End | UpstreamError
 
 
+#: Generation options any adapter takes (as catalog parameters): the reply's length and
+#: temperature; ``Adapter.options`` names the others it takes (top_p, stop, seed).
+COMMON_OPTIONS = frozenset({"max_new_tokens", "temperature"})
+
+
 class Adapter(Protocol):
     """One provider: build the request, parse events, read error bodies."""
 
     name: str
+    options: frozenset[str]   # generation options beyond COMMON_OPTIONS it maps upstream
 
     def build_request(self, model: ModelSpec, messages: list[dict[str, str]],
                       settings: ProviderSettings, system_prompt: str) -> UpstreamRequest:

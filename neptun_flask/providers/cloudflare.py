@@ -21,6 +21,7 @@ class CloudflareAdapter:
     """Adapter for Cloudflare Workers AI text-generation models."""
 
     name = "cloudflare"
+    options = frozenset({"top_p", "seed"})   # Workers AI text generation takes no stop
 
     def build_request(self, model: ModelSpec, messages: list[dict[str, str]],
                       settings: ProviderSettings, system_prompt: str) -> UpstreamRequest:
@@ -32,7 +33,8 @@ class CloudflareAdapter:
         body = copy_params({"messages": chat, "stream": True,
                             "max_tokens": parameters["max_new_tokens"]}, parameters,
                            (("repetition_penalty", "repetition_penalty"),
-                            ("temperature", "temperature")))
+                            ("temperature", "temperature"), ("top_p", "top_p"),
+                            ("seed", "seed")))
         # The model id goes into the path verbatim ("@cf/meta/..."), as Cloudflare expects.
         url = (f"{settings.base_url.rstrip('/')}/accounts/{settings.account_id}"
                f"/ai/run/{model.upstream_id}")

@@ -33,6 +33,12 @@ def tgi_parameters(parameters: dict[str, Any]) -> dict[str, Any]:
     temperature = param(parameters, "temperature")
     if temperature is not None and temperature > 0:   # TGI: strictly positive
         out["temperature"] = temperature
+    top_p = param(parameters, "top_p")
+    if top_p is not None and 0 < top_p < 1:   # TGI: must be in (0, 1); 1 means no filter
+        out["top_p"] = top_p
+    for name in ("stop", "seed"):
+        if param(parameters, name) is not None:
+            out[name] = parameters[name]
     if parameters.get("truncate") is not None:
         out["truncate"] = parameters["truncate"]
     # The compat route defaults return_full_text to true, which would echo the prompt.
@@ -45,6 +51,7 @@ class HuggingFaceAdapter:
     """Adapter for Hugging Face text-generation (TGI) endpoints."""
 
     name = "huggingface"
+    options = frozenset({"top_p", "stop", "seed"})
 
     def build_request(self, model: ModelSpec, messages: list[dict[str, str]],
                       settings: ProviderSettings, system_prompt: str) -> UpstreamRequest:

@@ -16,13 +16,15 @@ from .context import estimate_prompt_tokens, prepare_chat
 
 # Catalog parameter -> Ollama option.
 _OPTIONS = (("temperature", "temperature"), ("typical_p", "typical_p"),
-            ("repetition_penalty", "repeat_penalty"))
+            ("repetition_penalty", "repeat_penalty"), ("top_p", "top_p"), ("stop", "stop"),
+            ("seed", "seed"))
 
 
 class OllamaAdapter:
     """Adapter for an Ollama server's chat API."""
 
     name = "ollama"
+    options = frozenset({"top_p", "stop", "seed"})
 
     def build_request(self, model: ModelSpec, messages: list[dict[str, str]],
                       settings: ProviderSettings, system_prompt: str) -> UpstreamRequest:

@@ -22,6 +22,7 @@ class OpenRouterAdapter:
     """Adapter for OpenRouter chat completions."""
 
     name = "openrouter"
+    options = frozenset({"top_p", "stop", "seed"})
 
     def build_request(self, model: ModelSpec, messages: list[dict[str, str]],
                       settings: ProviderSettings, system_prompt: str) -> UpstreamRequest:
@@ -31,7 +32,8 @@ class OpenRouterAdapter:
         body = copy_params({
             "model": model.upstream_id, "messages": chat, "stream": True,
             "max_tokens": parameters["max_new_tokens"], "usage": {"include": True}}, parameters,
-            (("temperature", "temperature"), ("repetition_penalty", "repetition_penalty")))
+            (("temperature", "temperature"), ("repetition_penalty", "repetition_penalty"),
+             ("top_p", "top_p"), ("stop", "stop"), ("seed", "seed")))
         headers = bearer(settings.api_key)
         headers["HTTP-Referer"] = settings.app_url or DEFAULT_APP_URL
         headers["X-Title"] = APP_TITLE

@@ -160,6 +160,60 @@ class UIMessageStreamEncoder:
         return b'data: {"type":"' + kind.encode() + b'-end","id":"' + self._block.encode() + b'"}\n\n'
 
 
+#: OpenAI's finish reasons for ours (a stopped or cut reply ended normally for the client).
+OPENAI_FINISH = {"length": "length", "content-filter": "content_filter",
+                 "tool-calls": "tool_calls"}
+
+
+class OpenAIChunkEncoder:
+    """``chat.completion.chunk`` events of OpenAI's streaming API, then ``data: [DONE]``;
+    reasoning goes out as ``reasoning_content`` deltas, a failure as an ``error`` event."""
+
+    content_type = "text/event-stream"
+    headers = dict(_COMMON_HEADERS)
+
+    def __init__(self, completion_id: str, model: str, created: int, include_usage: bool):
+        self._include_usage = include_usage
+        self._failed = False
+        self._head = (b'data: {"id":' + _dumps(completion_id)
+                      + b',"object":"chat.completion.chunk","created":' + str(created).encode()
+                      + b',"model":' + _dumps(model) + b',"choices":')
+        self._delta = self._head + b'[{"index":0,"delta":{'
+
+    def _chunk(self, delta: bytes) -> bytes:
+        return self._delta + delta + b'},"finish_reason":null}]}\n\n'
+
+    def start(self, message_id: str) -> bytes:
+        """The first chunk names the role."""
+        return self._chunk(b'"role":"assistant","content":""')
+
+    def text(self, piece: str) -> bytes:
+        """A ``content`` delta."""
+        return self._chunk(b'"content":' + _dumps(piece))
+
+    def reasoning(self, piece: str) -> bytes:
+        """A ``reasoning_content`` delta (DeepSeek's name, which OpenAI clients pass on)."""
+        return self._chunk(b'"reasoning_content":' + _dumps(piece))
+
+    def error(self, message: str) -> bytes:
+        """An ``error`` event, as OpenAI sends after the first byte."""
+        self._failed = True
+        return b"data: " + _dumps({"error": {"message": message, "type": "api_error",
+                                             "param": None, "code": None}}) + b"\n\n"
+
+    def finish(self, reason: str, prompt_tokens: int, completion_tokens: int) -> bytes:
+        """The finish chunk, the usage chunk when asked for, and ``[DONE]``."""
+        if self._failed:
+            return b"data: [DONE]\n\n"
+        finish = OPENAI_FINISH.get(reason, "stop")
+        out = self._delta + b'},"finish_reason":' + _dumps(finish) + b"}]}\n\n"
+        if self._include_usage:
+            usage = {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+                     "total_tokens": prompt_tokens + completion_tokens}
+            out += self._head + b'[],"usage":' + _dumps(usage) + b"}\n\n"
+        return out + b"data: [DONE]\n\n"
+
+
 #: The protocols by name: a new encoder per reader.
 ENCODERS = {"data": DataStreamEncoder, "text": TextEncoder, "ui": UIMessageStreamEncoder}
 

@@ -1,2 +1,3 @@
 export { Chat } from '@ai-sdk/vue';
-export { DefaultChatTransport } from 'ai';
+export { APICallError, DefaultChatTransport, generateText, streamText } from 'ai';
+export { createOpenAICompatible } from '@ai-sdk/openai-compatible';
