@@ -20,9 +20,10 @@ from functools import partial
 
 import orjson
 
-from ..streaming.parts import finish_part, is_finish
+from ..streaming.parts import finish_part, is_finish, start_part
 from ..streaming.reader import LogReader, RunReader
 from ..streaming.run import Run
+from ..models import utcnow
 from . import store
 from .log import PRESENCE_SECONDS
 
@@ -32,6 +33,8 @@ log = logging.getLogger(__name__)
 TICK = 0.25
 #: Seconds between stores of running replies' text and heartbeats (at most 2 s is promised).
 SYNC = 1.0
+#: A reader elsewhere stops waiting for a generation whose owner has not beaten this long.
+ORPHANED_SECONDS = 10 * SYNC
 
 _MANAGERS: "weakref.WeakSet[Generations]" = weakref.WeakSet()
 
@@ -192,31 +195,46 @@ class Generations:
         return LogReader(self._tail(generation_id), encoder, environ)
 
     def _tail(self, generation_id: int) -> Iterator[list]:
-        """The generation's batches from the shared log, until its finish part; a generation
-        that ended without one (its process died) ends with its stored finish."""
+        """The generation's batches from the shared log, until its finish part (an empty list
+        after each empty poll). A generation that ended without one, or whose owner stopped
+        beating (its process died), ends with what its message row holds."""
         shared = self.log
         cursor = shared.start
         shared.mark_reader(generation_id)
         checked = time.monotonic()
+        sent = False
         ended = None
         while True:
-            for cursor, data in shared.read(generation_id, cursor):
+            batches = shared.read(generation_id, cursor)
+            for cursor, data in batches:
                 parts = orjson.loads(data)
+                sent = True
                 yield parts
                 if parts and is_finish(parts[-1]):
                     return
             if ended is not None:
-                yield [finish_part(ended["finish_reason"] or "interrupted",
-                                   ended["prompt_tokens"] or 0, ended["completion_tokens"] or 0)]
+                yield self._stored_ending(generation_id, ended, sent)
                 return
+            if not batches:
+                yield []
             if time.monotonic() - checked >= PRESENCE_SECONDS:
                 checked = time.monotonic()
                 shared.mark_reader(generation_id)
                 found = store.state(self._engine, generation_id)
-                if found is None or found["status"] == store.DONE:
+                if found is None or found["status"] == store.DONE or _orphaned(found):
                     # Its last batch is appended before its status changes: read once more.
-                    ended = found or {"finish_reason": "aborted", "prompt_tokens": 0,
-                                      "completion_tokens": 0}
+                    ended = found or {"message": "", "finish_reason": "aborted",
+                                      "prompt_tokens": 0, "completion_tokens": 0}
+
+    def _stored_ending(self, generation_id: int, ended: dict, sent: bool) -> list:
+        """The end of a tail the log did not finish: the stored text if nothing was sent yet,
+        and a finish part with the stored (or ``interrupted``) reason."""
+        finish = finish_part(ended["finish_reason"] or "interrupted",
+                             ended["prompt_tokens"] or 0, ended["completion_tokens"] or 0)
+        if sent:
+            return [finish]
+        head = [start_part(self.message_id(generation_id))]
+        return head + ([ended["message"]] if ended["message"] else []) + [finish]
 
     def running(self, chat_id: int) -> tuple[int, str] | None:
         """The chat's running generation (the newest, if several) and the protocol it was
@@ -264,6 +282,14 @@ class Generations:
         while (self._local or self._unstored) and time.monotonic() < deadline:
             time.sleep(0.1)
         self.interrupt_all(wait=1.0)
+
+
+def _orphaned(found: dict) -> bool:
+    """A running generation whose owner has not beaten for long: its process is gone (the
+    reaper will store it as interrupted; a reader need not wait for that)."""
+    beat = found["heartbeat_at"]
+    return (found["status"] == store.RUNNING and beat is not None
+            and (utcnow() - beat).total_seconds() > ORPHANED_SECONDS)
 
 
 def drain_all(seconds: float) -> None:

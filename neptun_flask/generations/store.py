@@ -189,9 +189,11 @@ def running(engine, chat_id: int) -> list[tuple[int, str]]:
 
 
 def state(engine, generation_id: int) -> dict | None:
-    """A generation's status and its message's stored reply; None once deleted."""
-    query = (select(_generations.c.status, _messages.c.finish_reason,
-                    _messages.c.prompt_tokens, _messages.c.completion_tokens)
+    """A generation's status and heartbeat, and its message's stored reply; None once
+    deleted."""
+    query = (select(_generations.c.status, _generations.c.heartbeat_at, _messages.c.message,
+                    _messages.c.finish_reason, _messages.c.prompt_tokens,
+                    _messages.c.completion_tokens)
              .join(_messages, _messages.c.id == _generations.c.id)
              .where(_generations.c.id == generation_id))
     with engine.connect() as connection:

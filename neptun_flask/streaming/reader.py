@@ -29,7 +29,7 @@ class RunReader:
         self._closed = False
         self._generator = None
         self._client_socket = environ.get("gunicorn.socket")
-        self._stop_watch = watch_disconnect(environ, self.close)
+        self._stop_watch = watch_disconnect(environ, self._gone)
 
     def __iter__(self):
         self._generator = self._generate()
@@ -42,7 +42,7 @@ class RunReader:
         wakeup = self._wakeup
         encoder = self._encoder
         sent = 0
-        while True:
+        while not self._closed:
             count = len(parts)
             if sent < count:
                 chunk = encode(encoder, parts[sent:count])
@@ -73,47 +73,59 @@ class RunReader:
         except OSError:
             pass  # already gone
 
-    def close(self) -> None:
-        """Called by the WSGI server at the end, or by the watcher when the client is gone."""
+    def _gone(self) -> None:
+        """The watcher saw the client leave (from a greenlet of its own): leave the run and wake
+        this reader's greenlet, which ends its body by itself. The body generator belongs to
+        that greenlet: closing it from here would switch into a running frame."""
         if self._closed:
             return
         self._closed = True
         self._stop_watch()
         self._run.detach(self._wakeup)
-        self._wakeup.set()     # a reader waiting for parts goes on and finds its client gone
+        self._wakeup.set()
+
+    def close(self) -> None:
+        """Called by the WSGI server at the end, in the request's greenlet."""
+        self._gone()
         if self._generator is not None:
-            try:
-                self._generator.close()
-            except ValueError:
-                pass  # closed by the watcher while the generator runs: it ends on its own
+            self._generator.close()
 
 
 class LogReader:
-    """Sends the part lists an iterator yields (a tail of the shared log) until it ends."""
+    """Sends the part lists an iterator yields (a tail of the shared log) until it ends; the
+    iterator yields an empty list after each empty poll, so a client that left is noticed
+    within a poll."""
 
     def __init__(self, batches: Iterator[list], encoder: Encoder, environ: dict):
         self._batches = batches
         self._encoder = encoder
-        self._stop_watch = watch_disconnect(environ, self.close)
-        self._closed = False
+        self._gone = False
+        self._stop_watch = watch_disconnect(environ, self._left)
+        self._generator = None
 
     def __iter__(self):
+        self._generator = self._generate()
+        return self._generator
+
+    def _generate(self):
         for parts in self._batches:
-            if self._closed:
+            if self._gone:
                 return
-            chunk = encode(self._encoder, parts)
-            if chunk:
-                yield chunk
+            if parts:
+                chunk = encode(self._encoder, parts)
+                if chunk:
+                    yield chunk
+
+    def _left(self) -> None:
+        """The watcher saw the client leave: the body ends at the next batch or poll."""
+        self._gone = True
+        self._stop_watch()
 
     def close(self) -> None:
-        """Stop reading the log (the iterator's own close ends its polling)."""
-        if self._closed:
-            return
-        self._closed = True
-        self._stop_watch()
+        """Called by the WSGI server at the end, in the request's greenlet."""
+        self._left()
+        if self._generator is not None:
+            self._generator.close()
         close = getattr(self._batches, "close", None)
         if close is not None:
-            try:
-                close()
-            except ValueError:
-                pass  # running in another greenlet: it sees ``_closed`` at its next batch
+            close()

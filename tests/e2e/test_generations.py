@@ -475,3 +475,18 @@ def test_sigterm_with_20_runs_loses_none(upstream, migrated):
         (reply,) = replies[chat_id]
         assert reply.finish_reason == ending
         assert len(reply.message) > 0
+
+
+def test_clients_leaving_while_their_reader_waits_do_not_hurt_the_worker(pair):
+    """Thirty resumable replies whose clients leave while their readers wait for the next part
+    (the watcher ends them from its own greenlet): no worker dies, every reply is stored."""
+    masters_workers = worker_pids(pair.process.pid)
+    api = Client(pair.base_url)
+    chats = [api.create_chat(MODEL) for _ in range(30)]
+    streams = [Live(api.chat(PATH, tagged(tokens=30, delay_ms=60), chat_id, stream=True,
+                             resumable="true")).read_parts(1) for chat_id in chats]
+    for stream in streams:
+        stream.close()
+    for chat_id in chats:
+        assert wait_stored(api, chat_id, {"stop", "aborted"}, timeout=15)[-1]["message"]
+    assert worker_pids(pair.process.pid) == masters_workers
