@@ -8,11 +8,13 @@ import subprocess
 import sys
 
 import pytest
+import redis
 
 from tests.bench.bodies import parse_response, raw_offset, read_data_stream, read_upstream
 from tests.bench.checks import check_lines
-from tests.bench.loadgen import _Recorder, measure
-from tests.bench.report import Row, make_row, percentile
+from tests.bench.loadgen import _Recorder, build_requests, measure
+from tests.bench.report import RESUME, Row, make_row, percentile
+from tests.bench.targets import REDIS_URL
 from tests.e2e.server import ROOT
 from tests.fakes.protocols import REPLIES, chunk, expected_text
 
@@ -117,6 +119,38 @@ def test_a_stream_missing_tokens_is_incomplete_and_a_silent_server_is_an_error()
     assert (silent["status"], silent["error"], silent["ttft"]) == (None, "timeout", None)
 
 
+def test_a_resume_is_timed_to_its_first_body_byte_and_complete_only_from_its_start_part():
+    raw = data_stream(START, b'0:"Hi"\n' + FINISH)
+    split = raw.index(START) + 3  # the first read ends inside the start part
+    recorder = recorded([(10.020, raw[:raw.index(START)]), (10.030, raw[:split][-3:]),
+                         (10.070, raw[split:])])
+    resumed = measure(10.0, recorder, None, {"mode": "resume", "expected": "Hi"})
+    assert resumed["ttft"] == pytest.approx(0.030)  # the head alone is not a part
+    assert (resumed["status"], resumed["complete"]) == (200, True)
+    # Without its start part (or its finish part) a resume did not send the whole reply.
+    headless = data_stream(b'0:"Hi"\n' + FINISH)
+    assert not measure(0.0, recorded([(0.1, headless)]), None,
+                       {"mode": "resume", "expected": "Hi"})["complete"]
+    cut = data_stream(START, b'0:"Hi"\n', end=b"")
+    assert not measure(0.0, recorded([(0.1, cut)]), None,
+                       {"mode": "resume", "expected": "Hi"})["complete"]
+    # A 204 (nothing running) has no first part and is an error of the row.
+    empty = measure(0.0, recorded([(0.1, b"HTTP/1.1 204 NO CONTENT\r\n\r\n")]), None,
+                    {"mode": "resume", "expected": "Hi"})
+    assert (empty["status"], empty["ttft"], empty["complete"]) == (204, None, False)
+    assert make_row(RESUME, 50, {"wall": 1.0, "results": [empty]}, 64, 0.0, 0, 0.0).errors == 1
+
+
+def test_a_request_without_a_body_is_a_get():
+    job = {"port": 8000, "headers": {"Cookie": "c=1"},
+           "requests": [("/chat?chat_id=1&resumable=true", "{}"), ("/chat/1/stream", None)]}
+    post, get = build_requests(job)
+    assert post.startswith(b"POST /chat?chat_id=1&resumable=true HTTP/1.1\r\n")
+    assert post.endswith(b"Cookie: c=1\r\n\r\n{}")
+    assert get == (b"GET /chat/1/stream HTTP/1.1\r\nHost: 127.0.0.1:8000\r\n"
+                   b"Connection: close\r\nCookie: c=1\r\n\r\n")
+
+
 def test_percentiles_interpolate():
     assert percentile([], 50) is None
     assert percentile([5.0], 95) == 5.0
@@ -160,49 +194,103 @@ def verdicts(rows: list[Row]) -> list[str]:
     return [line.split()[0] for line in check_lines(rows)]
 
 
+def at_limits() -> dict[str, Row]:
+    """Rows measured just at every target's limit."""
+    return {
+        "direct K=1": row("direct", 1, ttft=1.0),
+        "service K=1": row("service", 1, ttft=4.0),                    # +3 ms
+        "bare K=200": row("bare relay", 200, ttft=100.0, cpu=0.05),
+        "service K=200": row("service", 200, ttft=110.0, cpu=0.065),   # +10 ms, 1.3x
+        "redis K=200": row("service redis", 200, cpu=0.065),           # 1.3x
+        "bare K=500": row("bare relay", 500, ttft=200.0),
+        "service K=500": row("service", 500, ttft=220.0, rss=150.0),   # 1.1x
+        "pool5 K=200": row("service pool=5", 200),
+        "resume K=50": row(RESUME, 50, ttft=100.0),
+    }
+
+
 def test_the_issue_targets_pass_at_their_limits():
-    rows = [row("direct", 1, ttft=1.0), row("service", 1, ttft=6.0),
-            row("bare relay", 200, ttft=100.0, cpu=0.05),
-            row("service", 200, ttft=110.0, cpu=0.06), row("service", 500, rss=150.0),
-            row("service pool=5", 200)]
-    assert verdicts(rows) == ["PASS"] * 6
+    assert verdicts(list(at_limits().values())) == ["PASS"] * 9
 
 
-def test_the_issue_targets_fail_just_beyond_their_limits():
-    rows = [row("direct", 1, ttft=1.0), row("service", 1, ttft=6.1),
-            row("bare relay", 200, ttft=100.0, cpu=0.05),
-            row("service", 200, ttft=110.1, cpu=0.0601), row("service", 500, incomplete=1,
-                                                              rss=150.1),
-            row("service pool=5", 200, errors=1)]
-    assert verdicts(rows) == ["FAIL"] * 6
+BEYOND = {  # each target's row just beyond its limit, and the verdict line it fails
+    "service K=1": (row("service", 1, ttft=4.1), 0),
+    "service K=200": (row("service", 200, ttft=110.1, cpu=0.06501), (1, 2)),
+    "redis K=200": (row("service redis", 200, cpu=0.06501), 3),
+    "service K=500": (row("service", 500, ttft=220.1, incomplete=1, rss=150.1), (4, 5, 7)),
+    "pool5 K=200": (row("service pool=5", 200, errors=1), 6),
+    "resume K=50": (row(RESUME, 50, ttft=100.1), 8),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BEYOND))
+def test_each_issue_target_fails_just_beyond_its_limit_and_only_it(name):
+    rows = at_limits()
+    rows[name], failing = BEYOND[name]
+    failing = {failing} if isinstance(failing, int) else set(failing)
+    assert verdicts(list(rows.values())) == ["FAIL" if i in failing else "PASS"
+                                             for i in range(9)]
+
+
+def test_the_k500_targets_fail_each_on_their_own():
+    for changes, failing in [({"ttft": 220.1}, 4), ({"errors": 1}, 5), ({"incomplete": 1}, 5),
+                             ({"rss": 150.1}, 7)]:
+        rows = at_limits()
+        rows["service K=500"] = row("service", 500, **{"ttft": 220.0, "rss": 150.0, **changes})
+        assert [i for i, v in enumerate(verdicts(list(rows.values()))) if v == "FAIL"] == [
+            failing], changes
+
+
+def test_a_resume_that_failed_or_came_back_short_fails_however_fast_the_rest():
+    for changes in ({"errors": 1}, {"incomplete": 1}):
+        rows = at_limits()
+        rows["resume K=50"] = row(RESUME, 50, ttft=20.0, **changes)
+        assert verdicts(list(rows.values()))[8] == "FAIL", changes
+    nothing = Row(RESUME, 50, 50, [], [], [], 50, 0, None, 0.0, 0.1)  # every resume failed
+    assert check_lines([nothing])[8].startswith("FAIL  K=50 resume")
 
 
 def test_a_target_not_measured_is_skipped_not_passed():
-    assert verdicts([row("service", 200)]) == ["SKIP"] * 6
+    assert verdicts([row("service", 200)]) == ["SKIP"] * 9
+    # The Redis CPU check needs its own row: the service's does not stand in for it.
+    assert verdicts([row("bare relay", 200), row("service", 200)])[3] == "SKIP"
 
 
 @pytest.mark.slow
 def test_the_benchmark_command_runs_every_target_end_to_end(tmp_path):
-    """A small run of the very command the README shows, with real servers and streams."""
+    """A small run of the very command the README shows, with real servers and streams: every
+    target (the service's log in SQL and in Redis) and the resume measurement."""
     samples = tmp_path / "samples.json"
     completed = subprocess.run(
         [sys.executable, "-m", "tests.bench.run", "--concurrency", "1,4", "--tokens", "4",
          "--delay-ms", "5", "--rounds", "2", "--sequential", "3", "--warmup", "2",
-         "--small-pool-k", "4", "--output", str(tmp_path / "report.md"),
+         "--small-pool-k", "4", "--redis-k", "4", "--resume-k", "4", "--resume-tokens", "16",
+         "--duration-limit", "20", "--output", str(tmp_path / "report.md"),
          "--samples", str(samples)],
         cwd=ROOT, capture_output=True, text=True, timeout=300,
         env={**os.environ, "TMPDIR": str(tmp_path)})  # its logs and database stay in tmp_path
     assert completed.returncode == 0, completed.stderr[-2000:]
     rows = {(item["target"], item["k"]): item for item in json.loads(samples.read_text())}
     assert set(rows) == {(target, k) for target in ("direct", "bare relay", "service")
-                         for k in (1, 4)} | {("service pool=5", 4)}
+                         for k in (1, 4)} | {("service pool=5", 4), ("service redis", 4),
+                                             (RESUME, 4)}
     for (target, k), item in rows.items():
         assert item["streams"] == (3 if k == 1 else 8), target
         assert (item["errors"], item["incomplete"]) == (0, 0), (target, k, item["error_kinds"])
         assert len(item["ttft"]) == item["streams"] and min(item["ttft"]) > 0
     assert rows["service", 4]["rss_mb"] > 0 and rows["bare relay", 4]["rss_mb"] > 0
+    # A resume's first part comes long before its 16 tokens 20 ms apart have all been sent.
+    assert max(rows[RESUME, 4]["ttft"]) < min(rows[RESUME, 4]["total"]) - 100
     report = (tmp_path / "report.md").read_text()
-    assert "| service pool=5 | 4 " in report
-    # K=1 is measured, so its target is judged (the others need K=200 and K=500).
-    assert any(line.startswith(("PASS  K=1:", "FAIL  K=1:"))
-               for line in completed.stdout.splitlines())
+    assert "| service pool=5 | 4 " in report and "| service redis  | 4 " in report
+    assert "| service (SQL log) | 4 | 8       |" in report
+    stdout = completed.stdout.splitlines()
+    # K=1 is measured, so its target is judged (the others need K=50, 200 and 500).
+    assert any(line.startswith(("PASS  K=1:", "FAIL  K=1:")) for line in stdout)
+    assert "worker died" not in completed.stdout
+    # The Redis target's keys are gone, and only its own prefix was ever used.
+    prefix = next(line for line in stdout if line.startswith("service redis: its log"))
+    prefix = prefix.split("keys ")[1].split("*")[0]
+    assert prefix.startswith("neptun-bench-")
+    client = redis.Redis.from_url(REDIS_URL)
+    assert list(client.scan_iter(match=prefix + "*")) == []

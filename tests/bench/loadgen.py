@@ -3,6 +3,8 @@
 Runs in its own process (``python -m tests.bench.loadgen``): one JSON job per stdin line, one
 JSON answer per stdout line. While streams run, a read costs a timestamp and a list append;
 status, body, text and timings are worked out from the recorded reads once a round is over.
+A ``"kind": "resume"`` job first starts K resumable POSTs, waits for each one's first text
+part, drops them and measures the K GETs that resume their chats.
 """
 from __future__ import annotations
 
@@ -67,7 +69,13 @@ def measure(started: float, recorder: _Recorder, error: str | None, job: dict) -
     parsed = parse_response(raw)
     # TTFT is the arrival of the first content byte: the first text part (data protocol) or
     # the first upstream event carrying text, never a comment or an empty event.
-    if job["mode"] == "data":
+    if job["mode"] == "resume":
+        # A resume's first part is its first body byte (the start part and every part so far);
+        # it is complete when it holds the whole reply, from the start part to the finish.
+        text, finished, _ = read_data_stream(parsed.body)
+        finished = finished and parsed.body.startswith(b"f:")
+        first = 0 if parsed.body else None
+    elif job["mode"] == "data":
         text, finished, first = read_data_stream(parsed.body)
     else:
         text, finished, first = read_upstream(parsed.body, job["mode"])
@@ -87,11 +95,16 @@ def measure(started: float, recorder: _Recorder, error: str | None, job: dict) -
             "bytes": len(raw), "complete": finished and text == job["expected"]}
 
 
-def build_requests(job: dict) -> list[bytes]:
-    """Raw HTTP/1.1 requests, one per concurrent stream."""
+def build_requests(job: dict, key: str = "requests") -> list[bytes]:
+    """Raw HTTP/1.1 requests, one per concurrent stream: a POST of each (path, body), a GET
+    where the body is None."""
     extra = "".join(f"{name}: {value}\r\n" for name, value in job["headers"].items())
     requests = []
-    for path, body in job["requests"]:
+    for path, body in job[key]:
+        if body is None:
+            requests.append((f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{job['port']}\r\n"
+                             f"Connection: close\r\n{extra}\r\n").encode())
+            continue
         data = body.encode()
         head = (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{job['port']}\r\n"
                 f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n"
@@ -116,6 +129,59 @@ async def run_job(job: dict) -> dict:
     return {"results": results, "cpu": cpu, "wall": wall}
 
 
+class _Starter(_Recorder):
+    """A resumable POST whose first text part is awaited (parsed on every read, which only
+    the resume job's few streams pay, and only until it came)."""
+
+    def __init__(self, request: bytes, done: asyncio.Future, texted: asyncio.Future) -> None:
+        super().__init__(request, done)
+        self.texted = texted
+
+    def data_received(self, data: bytes) -> None:
+        """Record the read; note when the first ``0:`` part is in."""
+        super().data_received(data)
+        if not self.texted.done() and read_data_stream(
+                parse_response(b"".join(self.chunks)).body)[2] is not None:
+            self.texted.set_result(None)
+
+
+async def start_posts(port: int, requests: list[bytes], wait: float) -> int:
+    """Open the POSTs at once, wait (at most ``wait`` s) until each has sent its first text
+    part, then drop every connection; returns how many had not sent one."""
+    loop = asyncio.get_running_loop()
+    starters = [_Starter(request, loop.create_future(), loop.create_future())
+                for request in requests]
+    opened = await asyncio.gather(
+        *(asyncio.wait_for(loop.create_connection(lambda s=s: s, "127.0.0.1", port), wait)
+          for s in starters), return_exceptions=True)
+    waiting = [s.texted for s, result in zip(starters, opened)
+               if not isinstance(result, BaseException)]
+    if waiting:
+        await asyncio.wait(waiting, timeout=wait)
+    for starter in starters:
+        if starter.transport is not None:
+            starter.transport.abort()
+    return sum(1 for s in starters if not s.texted.done())
+
+
+async def run_resume_job(job: dict) -> dict:
+    """``rounds`` rounds of: K resumable POSTs started and dropped (``start_posts``), then K
+    concurrent GETs resuming them, each measured like a stream (``mode`` "resume")."""
+    posts, gets = build_requests(job), build_requests(job, "resumes")
+    deadline = time.perf_counter() + job["time_limit"]
+    cpu, wall = time.process_time(), time.perf_counter()
+    records, unstarted = [], 0
+    for _ in range(job["rounds"]):
+        if records and time.perf_counter() >= deadline:
+            break
+        unstarted += await start_posts(job["port"], posts, job["first_wait"])
+        records += await asyncio.gather(*(fetch(job["port"], request, deadline)
+                                          for request in gets))
+    cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+    results = [measure(*record, job) for record in records]
+    return {"results": results, "cpu": cpu, "wall": wall, "unstarted": unstarted}
+
+
 def raise_file_limit() -> None:
     """Hundreds of sockets need more than the default 1024 descriptors."""
     import resource
@@ -129,7 +195,9 @@ def main() -> None:
     """Answer jobs from stdin until it closes."""
     raise_file_limit()
     for line in sys.stdin:
-        answer = asyncio.run(run_job(json.loads(line)))
+        job = json.loads(line)
+        answer = asyncio.run(run_resume_job(job) if job.get("kind") == "resume"
+                             else run_job(job))
         sys.stdout.write(json.dumps(answer) + "\n")
         sys.stdout.flush()
 

@@ -23,6 +23,7 @@ class Round:
     server_cpu: float     # CPU seconds of the server's process tree
     client_cpu: float     # CPU seconds of the fake upstream and the load generator
     rss_kib: int          # peak RSS of the worker (of the fake for "direct")
+    unstarted: int = 0    # resume rounds: POSTs that sent no text part before being dropped
 
 
 class Bench:
@@ -59,21 +60,49 @@ class Bench:
         client = process_cpu_seconds(self.fake_pid) - fake + answer["cpu"]
         return Round(answer["results"], answer["wall"], server, client, rss.peak_kib)
 
-    def _row(self, name: str, k: int, rounds: list[Round]) -> Row:
+    def resume_round(self, target, k: int, warm_up: bool = False) -> Round:
+        """One resume round (loadgen.py's resume job): K resumable POSTs of ``--resume-tokens``
+        tokens ``--resume-delay-ms`` apart, dropped once each sent its first text part, and K
+        concurrent GETs resuming their chats; CPU and RSS over the whole round."""
+        posts, gets = target.resume_requests(k, self.args.resume_tokens,
+                                             self.args.resume_delay_ms)
+        # A resume round takes one reply's time; a hung one (its worker died) should not
+        # hold the run for the whole --duration-limit.
+        reply = self.args.resume_tokens * self.args.resume_delay_ms / 1000
+        limit = min(self.args.duration_limit, 3 * reply + 10)
+        job = {**self.job(target, posts, 1, limit), "kind": "resume",
+               "mode": "resume", "resumes": gets, "first_wait": 5.0,
+               "expected": expected_text(self.args.resume_tokens)}
+        server, fake = tree_cpu_seconds(target.cpu_pid), process_cpu_seconds(self.fake_pid)
+        with RssPeak(target.rss_pid) as rss:
+            answer = self.loadgen.run(job, timeout=30)
+        server = tree_cpu_seconds(target.cpu_pid) - server
+        client = process_cpu_seconds(self.fake_pid) - fake + answer["cpu"]
+        if answer["unstarted"]:
+            print(f"  {'resume':>15} K={k:<4} {answer['unstarted']} of {k} POSTs sent no text "
+                  f"part within {job['first_wait']:g} s{' (warm-up)' if warm_up else ''}",
+                  file=sys.stderr, flush=True)
+        if warm_up and not any(r["status"] == 200 and r["complete"] for r in answer["results"]):
+            raise RuntimeError(f"{target.name}: every warm-up resume failed: "
+                               f"{answer['results'][:2]}")
+        return Round(answer["results"], answer["wall"], server, client, rss.peak_kib,
+                     answer["unstarted"])
+
+    def _row(self, name: str, k: int, rounds: list[Round], tokens: int | None = None) -> Row:
         """A row summing ``rounds``."""
         return make_row(name, k, {"results": [r for one in rounds for r in one.results],
                                   "wall": sum(one.wall for one in rounds)},
-                        self.args.tokens, sum(one.server_cpu for one in rounds),
+                        tokens or self.args.tokens, sum(one.server_cpu for one in rounds),
                         max(one.rss_kib for one in rounds), sum(one.client_cpu for one in rounds))
 
-    def row(self, target, k: int, rounds: list[Round]) -> Row:
+    def row(self, name: str, k: int, rounds: list[Round], tokens: int | None = None) -> Row:
         """One table row from all rounds of a target at K; each round's CPU and TTFT p95 go to
         stderr, which shows how noisy the machine was."""
-        row = self._row(target.name, k, rounds)
-        alone = [self._row(target.name, k, [one]) for one in rounds]
+        row = self._row(name, k, rounds, tokens)
+        alone = [self._row(name, k, [one], tokens) for one in rounds]
         cpu = " ".join(f"{one.cpu_per_1k or 0:.3f}" for one in alone)
         ttft = " ".join(f"{one.p('ttft', 95) or 0:.0f}" for one in alone)
-        print(f"  {target.name:>15} K={k:<4} {row.streams} streams in {len(rounds)} rounds, "
+        print(f"  {name:>15} K={k:<4} {row.streams} streams in {len(rounds)} rounds, "
               f"{row.errors} errors, {row.incomplete} incomplete; by round: CPU s/1k tokens "
               f"{cpu}, TTFT p95 ms {ttft}", file=sys.stderr, flush=True)
         return row

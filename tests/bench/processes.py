@@ -21,11 +21,13 @@ from tests.e2e.server import ROOT, free_port
 
 from .machine import can_pin, children
 
-#: Settings every server run gets, as the issue asks; the rest comes from each target.
+#: Settings every server run gets, as the issue asks; the rest comes from each target. A worker
+#: that crashes leaves its threads' Python tracebacks in its log (faulthandler; free until then).
 SERVER_SETTINGS = {"SECRET_KEY": "bench-secret", "SESSION_COOKIE_SECURE": "false",
                    "RATELIMIT_ENABLED": "false", "LOG_LEVEL": "WARNING",
-                   "PASSWORD_HASH_COST": "low"}
-_FOREIGN = ("HUGGINGFACE_", "CLOUDFLARE_", "OPENROUTER_", "OLLAMA_", "UPSTREAM_", "DATABASE_")
+                   "PASSWORD_HASH_COST": "low", "PYTHONFAULTHANDLER": "1"}
+_FOREIGN = ("HUGGINGFACE_", "CLOUDFLARE_", "OPENROUTER_", "OLLAMA_", "UPSTREAM_", "DATABASE_",
+            "REDIS_")
 
 
 class Placement:
@@ -129,21 +131,33 @@ def migrate(database_url: str) -> None:
 
 
 class Gunicorn(Child):
-    """``gunicorn -k gevent -w 1 --worker-connections 2000 --no-control-socket APP``."""
+    """``gunicorn -k gevent -w 1 --worker-connections 2000 --no-control-socket [-c CONFIG] APP``
+    (the service passes ``python:neptun_flask.serving``, its hooks; the bare relay nothing)."""
 
     def __init__(self, placement: Placement, app: str, settings: dict[str, str],
-                 log: Path) -> None:
+                 log: Path, config: str | None = None) -> None:
         self.port = free_port()
         self.log = log
         self.base_url = f"http://127.0.0.1:{self.port}"
         command = placement.server + [
             sys.executable, "-m", "gunicorn", "-k", "gevent", "-w", "1",
             "--worker-connections", "2000", "-b", f"127.0.0.1:{self.port}",
-            "--no-control-socket", "--graceful-timeout", "2", app]
+            "--no-control-socket", "--graceful-timeout", "2",
+            *(["-c", config] if config else []), app]
         with log.open("ab") as file:  # gunicorn's own lines would bury the progress output
             super().__init__(command, server_env(settings), stdout=file,
                              stderr=subprocess.STDOUT)
         self.worker_pid = self._wait_ready()
+
+    def worker_deaths(self) -> list[str]:
+        """gunicorn's log lines about a worker that died or timed out (a crash, SIGKILL,
+        a non-zero exit): its replacement starts empty, so the rows after it measured
+        another process than the one whose RSS is polled."""
+        try:
+            lines = self.log.read_text(errors="replace").splitlines()
+        except OSError:
+            return []
+        return [line for line in lines if "Worker (pid:" in line or "WORKER TIMEOUT" in line]
 
     def _wait_ready(self) -> int:
         """Wait for /health, then return the worker's pid."""

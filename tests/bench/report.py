@@ -89,10 +89,28 @@ HEADER = ["target", "K", "streams", "TTFT p50", "TTFT p95", "Δp50 vs direct", "
           "peak RSS MB", "client core"]
 
 
+#: The row of the resume measurement (its TTFT is the time to a resume's first part).
+RESUME = "service resume"
+
+
+def _render(cells: list[list[str]]) -> list[str]:
+    """Cells as an aligned markdown table, the first line its header."""
+    widths = [max(len(line[i]) for line in cells) for i in range(len(cells[0]))]
+
+    def render(line: list[str]) -> str:
+        """One padded table line."""
+        return "| " + " | ".join(c.ljust(w) for c, w in zip(line, widths)) + " |"
+
+    rule = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
+    return [render(cells[0]), rule] + [render(line) for line in cells[1:]]
+
+
 def table_lines(rows: list[Row]) -> list[str]:
-    """The results as an aligned markdown table (times in ms)."""
+    """The results as an aligned markdown table (times in ms), without the resume rows."""
     cells = [HEADER]
     for row in rows:
+        if row.target == RESUME:
+            continue
         direct = find_row(rows, "direct", row.k) if row.target != "direct" else None
         ratio = _cpu_ratio(row, rows)
         cells.append([
@@ -103,14 +121,27 @@ def table_lines(rows: list[Row]) -> list[str]:
             "-" if row.cpu_per_1k is None else f"{row.cpu_per_1k:.3f}",
             "-" if ratio is None else f"{ratio:.2f}", f"{row.rss_mb:.1f}",
             f"{row.client_core:.0%}"])
-    widths = [max(len(line[i]) for line in cells) for i in range(len(HEADER))]
+    return _render(cells)
 
-    def render(line: list[str]) -> str:
-        """One padded table line."""
-        return "| " + " | ".join(c.ljust(w) for c, w in zip(line, widths)) + " |"
 
-    rule = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
-    return [render(cells[0]), rule] + [render(line) for line in cells[1:]]
+RESUME_HEADER = ["resume", "K", "resumes", "first part p50", "first part p95",
+                 "first part max", "total p95", "errors", "incomplete", "CPU s/1k tok",
+                 "peak RSS MB"]
+
+
+def resume_lines(rows: list[Row]) -> list[str]:
+    """The resume measurement as a small table (times in ms from sending the GET), or
+    nothing when it was not measured."""
+    cells = [RESUME_HEADER]
+    for row in rows:
+        if row.target == RESUME:
+            cells.append([
+                "service (SQL log)", str(row.k), str(row.streams), _ms(row.p("ttft", 50)),
+                _ms(row.p("ttft", 95)), _ms(row.p("ttft", 100)), _ms(row.p("total", 95)),
+                str(row.errors), str(row.incomplete),
+                "-" if row.cpu_per_1k is None else f"{row.cpu_per_1k:.3f}",
+                f"{row.rss_mb:.1f}"])
+    return _render(cells) if len(cells) > 1 else []
 
 
 def saturation_lines(rows: list[Row]) -> list[str]:
