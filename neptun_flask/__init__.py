@@ -136,7 +136,8 @@ def register_generations(app: Flask) -> None:
         finisher = app_batcher("generation_ends")
     app.extensions["neptun_generations"] = Generations(
         engine, make_log(config, engine), finisher,
-        grace=config["STREAM_DETACH_GRACE_SECONDS"], reap_seconds=config["STREAM_REAP_SECONDS"])
+        grace=config["STREAM_DETACH_GRACE_SECONDS"], reap_seconds=config["STREAM_REAP_SECONDS"],
+        retry_seconds=config["REPLY_RETRY_SECONDS"])
 
 
 def register_blueprints(app: Flask) -> None:

@@ -60,7 +60,7 @@ def chat_response(entry: CatalogEntry | None, invalid_message: str):
     if outcome.kind == "new":
         # AI SDK 5+ clients can resume (resumeStream()), so their disconnect is not a stop.
         return _stream(entry, adapter, upstream_request, encoder, outcome.generation_id,
-                       args["resumable"] or protocol == "ui")
+                       args["resumable"] or protocol == "ui", chat_id)
     if outcome.kind == "attach":
         return _respond(generations().follow(outcome.generation_id, encoder, request.environ),
                         encoder)
@@ -126,7 +126,7 @@ def _build(entry: CatalogEntry, adapter, messages: list[dict]):
 
 
 def _stream(entry: CatalogEntry, adapter, upstream_request, encoder,
-            generation_id: int | None, resumable: bool):
+            generation_id: int | None, resumable: bool, chat_id: int | None):
     """Open the upstream, read to its first content (so failures get a real status), then
     hand the run to its own greenlet; the response is the run's first reader."""
     spec = entry.spec
@@ -137,7 +137,8 @@ def _stream(entry: CatalogEntry, adapter, upstream_request, encoder,
     except ApiError:
         runs.discard(generation_id)
         raise
-    run = runs.new_run(generation_id, resumable, response=response, adapter=adapter,
+    run = runs.new_run(generation_id, resumable, chat_id=chat_id, response=response,
+                       adapter=adapter,
                        request=upstream_request, timeouts=timeouts, model_id=entry.model_id,
                        max_tokens=spec.parameters["max_new_tokens"])
     reader = RunReader(run, encoder, request.environ)  # a disconnect while priming counts

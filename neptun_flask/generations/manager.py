@@ -42,16 +42,19 @@ _MANAGERS: "weakref.WeakSet[Generations]" = weakref.WeakSet()
 class Generations:
     """Runs of one app on this process, and the way to any run of the app, anywhere."""
 
-    def __init__(self, engine, shared_log, finisher, *, grace: float, reap_seconds: float):
+    def __init__(self, engine, shared_log, finisher, *, grace: float, reap_seconds: float,
+                 retry_seconds: float = 120.0):
         self._engine = engine
         self.log = shared_log
         self._finish = finisher          # batched store.finish
         self.grace = grace
         self.reap_seconds = reap_seconds
+        self.retry_seconds = retry_seconds
         self._local: dict[int, Run] = {}
         self._unstored: set[Run] = set()
         self._cursors: dict[int, list[int]] = {}   # run id -> [parts appended, batches]
         self._synced: dict[int, int] = {}          # run id -> generated chars stored
+        self._chat_ids: dict[int, int | None] = {}  # run id -> its chat (for the logs)
         self._pid: int | None = None
         self._lock = self._append_lock = None
         self._looping = False
@@ -66,9 +69,11 @@ class Generations:
         return f"msg-{generation_id}" if generation_id else f"msg-{uuid.uuid4().hex}"
 
     def new_run(self, generation_id: int | None, resumable: bool, on_end=None,
-                **settings) -> Run:
-        """A run for a started generation (None: nothing stored, not resumable); ``on_end``,
-        if given, is also told of an unstored run's end."""
+                chat_id: int | None = None, **settings) -> Run:
+        """A run for a started generation (None: nothing stored, not resumable) of the chat
+        ``chat_id``; ``on_end``, if given, is also told of an unstored run's end."""
+        if generation_id is not None:
+            self._chat_ids[generation_id] = chat_id
         return Run(message_id=self.message_id(generation_id), key=generation_id,
                    resumable=resumable and generation_id is not None,
                    on_end=partial(self._ended, after=on_end), **settings)
@@ -91,6 +96,7 @@ class Generations:
     def discard(self, generation_id: int | None) -> None:
         """Forget a generation whose upstream failed before streaming."""
         if generation_id is not None:
+            self._chat_ids.pop(generation_id, None)
             store.discard(self._engine, generation_id)
 
     def _ended(self, run: Run, tail: list, after=None) -> None:
@@ -109,13 +115,37 @@ class Generations:
         except Exception:  # noqa: BLE001 - the stored reply matters more than the log
             log.exception("could not append the end of generation %s to the log", generation_id)
         _, _, prompt, completion = tail[-1]
+        item = {"row_id": generation_id, "text": run.reply.text, "reason": run.reason,
+                "prompt": prompt, "completion": completion}
+        chat_id = self._chat_ids.pop(generation_id, None)
         try:
-            self._finish({"row_id": generation_id, "text": run.reply.text, "reason": run.reason,
-                          "prompt": prompt, "completion": completion})
+            self._finish(item)
+        except Exception as error:  # noqa: BLE001 - kept and retried: never dropped
+            log.warning("could not store generation %s (%s); retrying for %s s", generation_id,
+                        type(error).__name__, self.retry_seconds)
+            threading.Thread(target=self._store_later, args=(item, chat_id), name="store-retry",
+                             daemon=True).start()
         finally:
             self._local.pop(generation_id, None)
             self._cursors.pop(generation_id, None)
             self._synced.pop(generation_id, None)
+
+    def _store_later(self, item: dict, chat_id: int | None) -> None:
+        """Store a finished reply the database refused, with backoff, for ``retry_seconds``;
+        past that the loss is logged as an error (never with the text)."""
+        deadline = time.monotonic() + self.retry_seconds
+        pause = 0.5
+        while time.monotonic() < deadline:
+            time.sleep(min(pause, max(0.0, deadline - time.monotonic())))
+            try:
+                self._finish(item)
+            except Exception:  # noqa: BLE001 - the database is still away
+                pause = min(pause * 2, 10.0)
+                continue
+            log.info("stored generation %s after a retry", item["row_id"])
+            return
+        log.error("lost the end of the reply in chat %s (message %s): the database refused it "
+                  "for %s s", chat_id, item["row_id"], self.retry_seconds)
 
     def _claim(self, run: Run, tail: list = ()) -> list[tuple[int, int, bytes]]:
         """The run's parts not yet in the log (and ``tail``) as one numbered batch, marked

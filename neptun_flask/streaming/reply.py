@@ -78,6 +78,11 @@ class Reply:
                     continue
             self.apply(event)
 
+    def cut_at_length(self) -> None:
+        """End the reply at the model's token limit (the upstream went past it)."""
+        self._reason = "length"
+        self.done = True
+
     def fail(self, message: str) -> None:
         """End the reply with an error."""
         self.error = message

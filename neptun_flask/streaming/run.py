@@ -24,6 +24,8 @@ log = logging.getLogger(__name__)
 
 CUT_MESSAGE = "The model's stream ended before the reply was complete."
 TOTAL_TIMEOUT_MESSAGE = "The model took longer than the total time allowed."
+#: Events beyond ``max_tokens`` a reply may have (its role, usage, finish and end events).
+EVENT_SLACK = 8
 
 
 class Run:
@@ -39,6 +41,10 @@ class Run:
         self._idle = False     # the idle timeout replaces the first-token one at first content
         self._idle_timeout = timeouts.idle
         self._deadline = time.monotonic() + timeouts.total
+        # Every upstream event of a reply carries at least one token (a few more carry usage
+        # or the finish): an upstream that sends more is cut there, as at its length limit.
+        self._events = 0
+        self._event_limit = max_tokens + EVENT_SLACK
         self.reply = Reply(message_id, prompt_estimate=request.prompt_tokens_estimate,
                            max_tokens=max_tokens, starts_in_reasoning=request.starts_in_reasoning)
         self.parts = self.reply.parts
@@ -84,7 +90,11 @@ class Run:
         wake = self._wake
         try:
             for chunk in self._reads:
-                reply.apply_all(decoder.feed(chunk))
+                events = decoder.feed(chunk)
+                self._events += len(events)
+                reply.apply_all(events)
+                if self._events > self._event_limit and not reply.done:
+                    reply.cut_at_length()
                 if not self._idle and reply.generated_chars:
                     self._idle = True
                     set_read_timeout(self._response, self._idle_timeout)

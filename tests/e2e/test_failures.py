@@ -172,3 +172,22 @@ def test_total_timeout_ends_a_long_reply(impatient_server):
     assert expected_text(20).startswith(reply.text) and 0 < len(reply.text)
     assert reply.text != expected_text(20)
     assert time.monotonic() - started < 2.5
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_an_upstream_past_its_token_limit_is_cut_there(server, api, provider):
+    """An upstream that sends more events than the reply's max tokens (each event carries a
+    token) is cut there with finish ``length``, instead of streaming on."""
+    model = {"huggingface": "qwen/Qwen2.5-72B-Instruct",
+             "cloudflare": "cloudflare/llama-3.3-70b-instruct-fp8-fast",
+             "openrouter": "openrouter/llama-3.3-70b-instruct",
+             "ollama": "ollama/rwkv-6-world"}[provider]
+    body = {"model": model, "max_tokens": 5, "stream": False, "messages": [
+        {"role": "user", "content": directive(tokens=200, overrun=True)}]}
+    response = api.http.post(f"{server.base_url}/v1/chat/completions", json=body, timeout=30)
+    assert response.status_code == 200, response.text
+    choice = response.json()["choices"][0]
+    assert choice["finish_reason"] == "length"
+    text = choice["message"]["content"]
+    # Cut within a read of the limit (5 tokens plus a few events of slack), not at 200.
+    assert expected_text(200).startswith(text) and len(text) < len(expected_text(20))

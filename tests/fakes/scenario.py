@@ -42,6 +42,7 @@ class Scenario:
     retry_after: int | str | None = None
     fault: str | None = None
     at: int = 0
+    overrun: bool = False   # misbehave: send every token, past the request's max tokens
 
 
 def route(path: str) -> str | None:
@@ -132,6 +133,7 @@ def _check(s: Scenario) -> None:
         (not _is_int(s.tokens) or s.tokens < 0, "tokens must be an integer >= 0"),
         (not all(_is_number(n) and n >= 0 for n in numbers), "delays must be numbers >= 0"),
         (not isinstance(s.delay_headers, bool), "delay_headers must be true or false"),
+        (not isinstance(s.overrun, bool), "overrun must be true or false"),
         (s.pieces is not None and not (isinstance(s.pieces, list)
                                        and all(isinstance(p, str) for p in s.pieces)),
          "pieces must be a list of strings"),

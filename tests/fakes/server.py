@@ -260,6 +260,6 @@ class UpstreamServer:
 def _length(s: Scenario, limit: int | None) -> tuple[int, str]:
     """How many tokens to send and why the reply ends: "stop", or "length" at the limit."""
     count = len(s.pieces) if s.pieces is not None else s.tokens
-    if limit is not None and limit < count:
+    if limit is not None and limit < count and not s.overrun:
         return limit, "length"
     return count, "stop"
