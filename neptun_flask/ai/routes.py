@@ -36,7 +36,13 @@ STREAM = {
         "x-vercel-ai-ui-message-stream": {"description": "`v1` in the UI message protocol",
                                           "schema": {"type": "string"}},
     },
-    "content": {"text/event-stream": {"schema": {"type": "string"}}},
+    # OpenAPI 3.1 has no schema for a whole stream: ``schema`` of an event stream describes
+    # one server-sent event (the ui protocol's; the data and text protocols' lines are not
+    # SSE fields, so they carry no events).
+    "content": {"text/event-stream": {"schema": {
+        "type": "object", "description": "One server-sent event",
+        "properties": {"data": {"type": "string"}, "event": {"type": "string"},
+                       "id": {"type": "string"}, "retry": {"type": "integer"}}}}},
 }
 _NOTHING_RUNS = {"description": "No generation runs for the chat"}
 CHAT_DOC = operation(
