@@ -26,7 +26,7 @@ from .conftest import Client
 
 pytestmark = pytest.mark.slow
 
-MAX_EXAMPLES = 12
+MAX_EXAMPLES = 25
 #: Statuses seen per operation, printed at the end (``-s``) to show what the run reached.
 STATUSES: dict[str, Counter] = defaultdict(Counter)
 #: A catalog model per shape of chat route (see neptun_flask/ai/routes.py).
