@@ -142,9 +142,11 @@ def register_generations(app: Flask) -> None:
 
 def register_blueprints(app: Flask) -> None:
     """Register every blueprint."""
-    from . import ai, auth, chats, health, openai
+    from . import ai, auth, chats, health, openai, openapi
 
     app.register_blueprint(health.bp)
+    app.register_blueprint(openapi.bp)
+    app.register_blueprint(openapi.docs_bp)
     app.register_blueprint(auth.bp)
     app.register_blueprint(chats.bp)
     app.register_blueprint(openai.bp)

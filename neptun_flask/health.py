@@ -10,12 +10,17 @@ from sqlalchemy import text
 from .catalog import current_catalog
 from .errors import error_response
 from .extensions import db
+from .openapi import operation
+from .schemas import HealthSchema, ModelsPayloadSchema
 
 bp = Blueprint("public", __name__)
 _STARTED = time.monotonic()
 
 
 @bp.get("/health")
+@operation("Liveness and a database round trip", tag="public", public=True,
+           responses={200: HealthSchema}, errors=(503,),
+           description="503 (the report in `data`) when the database is unreachable.")
 def health():
     """Liveness plus a database round trip; 503 when the database is unreachable."""
     report = {"status": "ok", "timestamp": datetime.now(timezone.utc).isoformat(),
@@ -31,6 +36,7 @@ def health():
 
 @bp.get("/api/models")
 @bp.get("/models")
+@operation("The model catalog", tag="public", public=True, responses={200: ModelsPayloadSchema})
 def models():
     """The model catalog, serialised once at startup."""
     return current_app.response_class(current_catalog().payload_json,

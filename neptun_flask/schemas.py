@@ -120,35 +120,46 @@ class ChatListArgs(Schema):
     order = fields.String(load_default="desc", validate=validate.OneOf(("asc", "desc")))
 
 
+# Response (dump) schemas. ``required=True`` only tells the OpenAPI document that a field is
+# always present: dumping ignores it.
+
+
 class UserSchema(Schema):
     """A user as clients see it."""
 
-    id = fields.Integer()
-    primary_email = fields.String(attribute="email")
+    id = fields.Integer(required=True)
+    primary_email = fields.String(attribute="email", required=True)
 
 
 class ChatSchema(Schema):
     """A chat as clients see it."""
 
-    id = fields.Integer()
-    name = fields.String()
-    model = fields.String()
-    neptun_user_id = fields.Integer(attribute="user_id")
-    created_at = fields.DateTime()
-    updated_at = fields.DateTime()
+    id = fields.Integer(required=True)
+    name = fields.String(required=True)
+    model = fields.String(required=True)
+    neptun_user_id = fields.Integer(attribute="user_id", required=True)
+    created_at = fields.DateTime(required=True)
+    updated_at = fields.DateTime(required=True)
+
+
+#: ``usage`` of a stored reply, in the AI SDK's names (documented shape; dumped by a method).
+_USAGE = {"type": ["object", "null"], "required": ["promptTokens", "completionTokens"],
+          "properties": {"promptTokens": {"type": ["integer", "null"]},
+                         "completionTokens": {"type": ["integer", "null"]}}}
 
 
 class ChatMessageSchema(Schema):
     """A stored chat message; usage is null unless the reply recorded token counts."""
 
-    id = fields.Integer()
-    message = fields.String()
-    actor = fields.String()
-    created_at = fields.DateTime()
-    model = fields.String(allow_none=True)
-    finish_reason = fields.String(allow_none=True)
-    usage = fields.Method("dump_usage")
-    status = fields.Method("dump_status")
+    id = fields.Integer(required=True)
+    message = fields.String(required=True)
+    actor = fields.String(required=True, metadata={"enum": ["user", "assistant"]})
+    created_at = fields.DateTime(required=True)
+    model = fields.String(allow_none=True, required=True)
+    finish_reason = fields.String(allow_none=True, required=True)
+    usage = fields.Method("dump_usage", required=True, metadata=_USAGE)
+    status = fields.Method("dump_status", required=True,
+                           metadata={"type": "string", "enum": ["generating", "done"]})
 
     def dump_status(self, obj):
         """``generating`` while the message's generation runs, else ``done``."""
@@ -191,7 +202,7 @@ class ChatMessageInSchema(Schema):
         unknown = EXCLUDE
 
     id = Text(validate=validate.Length(min=1, max=255))
-    role = fields.String(required=True)
+    role = fields.String(required=True, metadata={"enum": ["user", "assistant"]})
     content = Text()
     parts = fields.List(fields.Nested(MessagePartSchema), validate=validate.Length(max=1000))
 
@@ -231,6 +242,11 @@ class ChatRequestSchema(Schema):
     messages = fields.List(fields.Nested(ChatMessageInSchema), required=True,
                            validate=validate.Length(min=1, error="messages must not be empty."))
     trigger = Text(validate=validate.Length(max=64))
+    #: Read by the view itself (ai/view.py); here for the OpenAPI document.
+    id = fields.Raw(allow_none=True, metadata={
+        "type": ["integer", "string"],
+        "description": "The chat id (where the AI SDK sends it), used when the query has no "
+                       "chat_id."})
 
 
 _BOOLEAN = {"truthy": {"true", "1"}, "falsy": {"false", "0"}}
@@ -428,6 +444,55 @@ class ModelConfigurationSchema(Schema):
 class ModelsPayloadSchema(Schema):
     """The ``GET /api/models`` payload (dump only)."""
 
-    configurations = fields.Dict(keys=fields.String(), values=fields.Dict())
-    models = fields.List(fields.String())
-    endpoints = fields.Dict(keys=fields.String(), values=fields.List(fields.String()))
+    configurations = fields.Dict(keys=fields.String(), values=fields.Dict(), required=True)
+    models = fields.List(fields.String(), required=True)
+    endpoints = fields.Dict(keys=fields.String(), values=fields.List(fields.String()),
+                            required=True)
+
+
+class ErrorSchema(Schema):
+    """Every error response: ``{statusCode, statusMessage, data?}`` (errors.py writes it)."""
+
+    statusCode = fields.Integer(required=True)
+    statusMessage = fields.String(required=True)
+    data = fields.Raw(metadata={"description": "Details: field messages of a failed "
+                                               "validation, the upstream's reason, ..."})
+
+
+class SessionPayloadSchema(Schema):
+    """``{user, loggedInAt}`` of sign-up, login and ``GET /api/auth/session``."""
+
+    user = fields.Nested(UserSchema, required=True)
+    loggedInAt = fields.DateTime(required=True)
+
+
+class AuthCheckSchema(Schema):
+    """``GET /api/auth/check``."""
+
+    authenticated = fields.Boolean(required=True)
+
+
+class ChatEnvelopeSchema(Schema):
+    """``{chat}``."""
+
+    chat = fields.Nested(ChatSchema, required=True)
+
+
+class ChatListSchema(Schema):
+    """``{chats}``."""
+
+    chats = fields.List(fields.Nested(ChatSchema), required=True)
+
+
+class ChatMessagesSchema(Schema):
+    """``{chatMessages}``, oldest first."""
+
+    chatMessages = fields.List(fields.Nested(ChatMessageSchema), required=True)
+
+
+class HealthSchema(Schema):
+    """``GET /health``."""
+
+    status = fields.String(required=True)
+    timestamp = fields.DateTime(required=True)
+    uptime = fields.Float(required=True)

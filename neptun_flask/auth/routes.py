@@ -11,7 +11,9 @@ from sqlalchemy.exc import IntegrityError
 from ..errors import ApiError
 from ..extensions import db, limiter
 from ..models import User
-from ..schemas import LoginSchema, SignUpSchema, UserSchema, normalize_email
+from ..openapi import operation
+from ..schemas import (AuthCheckSchema, LoginSchema, SessionPayloadSchema, SignUpSchema,
+                       UserSchema, normalize_email)
 from ..validation import json_body, load_body
 from .passwords import hash_password, verify_password
 from .sessions import (clear_session_cookie, create_session, current_session, revoke_session,
@@ -57,6 +59,9 @@ def _logged_in(user: User, status: int):
 
 
 @bp.post("/sign-up")
+@operation("Create an account and log it in (sets the session cookie)", tag="auth",
+           public=True, body=SignUpSchema, responses={201: SessionPayloadSchema},
+           errors=(409, 429))
 @limiter.limit(_login_limit, key_func=get_remote_address)
 def sign_up():
     """Create an account and log it in."""
@@ -74,6 +79,8 @@ def sign_up():
 
 
 @bp.post("/login")
+@operation("Log in (sets a fresh session cookie)", tag="auth", public=True, body=LoginSchema,
+           responses={200: SessionPayloadSchema}, errors=(401, 429))
 @limiter.limit(_login_limit, key_func=_login_key)
 def login():
     """Check credentials and open a fresh session."""
@@ -86,6 +93,8 @@ def login():
 
 
 @bp.post("/logout")
+@operation("Revoke the session and clear its cookie", tag="auth", public=True,
+           responses={204: None})
 def logout():
     """Revoke the session server-side and clear the cookie."""
     revoke_session(session_token())
@@ -95,6 +104,8 @@ def logout():
 
 
 @bp.route("/check", methods=["GET", "HEAD"])
+@operation("Whether the session is valid", tag="auth", responses={200: AuthCheckSchema},
+           methods=("GET", "HEAD"))
 def check():
     """200 when the session is valid, else 401."""
     current_session()
@@ -102,6 +113,8 @@ def check():
 
 
 @bp.get("/session")
+@operation("The logged-in user and when the session began", tag="auth",
+           responses={200: SessionPayloadSchema})
 def session():
     """The logged-in user and when the session began."""
     row = current_session()

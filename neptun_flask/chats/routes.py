@@ -9,8 +9,10 @@ from ..catalog import current_catalog
 from ..errors import ApiError
 from ..extensions import db
 from ..models import Chat, ChatMessage, utcnow
-from ..schemas import (ChatCreateSchema, ChatIdsSchema, ChatListArgs, ChatMessageSchema,
-                       ChatRenameSchema, ChatSchema)
+from ..openapi import operation
+from ..schemas import (ChatCreateSchema, ChatEnvelopeSchema, ChatIdsSchema, ChatListArgs,
+                       ChatListSchema, ChatMessageSchema, ChatMessagesSchema, ChatRenameSchema,
+                       ChatSchema)
 from ..validation import load_args, load_body
 from .store import owned_chat
 
@@ -46,6 +48,8 @@ def _no_content():
 
 
 @bp.post("")
+@operation("Create a chat for an active catalog model", tag="chats", body=ChatCreateSchema,
+           responses={201: ChatEnvelopeSchema})
 def create_chat():
     """Create a chat for one of the catalog's active models."""
     data = load_body(_create)
@@ -61,6 +65,8 @@ def create_chat():
 
 
 @bp.get("")
+@operation("The user's chats", tag="chats", query=ChatListArgs,
+           responses={200: ChatListSchema})
 def list_chats():
     """The user's chats, ordered as asked (default: most recently updated first)."""
     args = load_args(_list_args)
@@ -72,6 +78,8 @@ def list_chats():
 
 
 @bp.delete("")
+@operation("Delete several chats (other users' ids are ignored)", tag="chats",
+           body=ChatIdsSchema, responses={204: None})
 def delete_chats():
     """Delete several of the user's chats; ids of other users' chats are ignored."""
     data = load_body(_ids)
@@ -82,12 +90,15 @@ def delete_chats():
 
 
 @bp.get("/<int:chat_id>")
+@operation("One chat", tag="chats", responses={200: ChatEnvelopeSchema}, errors=(404,))
 def get_chat(chat_id: int):
     """One chat."""
     return jsonify({"chat": _chat.dump(owned_chat(chat_id, g.user_id))})
 
 
 @bp.patch("/<int:chat_id>")
+@operation("Rename a chat", tag="chats", body=ChatRenameSchema,
+           responses={200: ChatEnvelopeSchema}, errors=(404,))
 def rename_chat(chat_id: int):
     """Rename a chat."""
     data = load_body(_rename)
@@ -99,6 +110,8 @@ def rename_chat(chat_id: int):
 
 
 @bp.delete("/<int:chat_id>")
+@operation("Delete a chat and its messages", tag="chats", responses={204: None},
+           errors=(404,))
 def delete_chat(chat_id: int):
     """Delete a chat and its messages."""
     db.session.delete(owned_chat(chat_id, g.user_id))
@@ -107,6 +120,8 @@ def delete_chat(chat_id: int):
 
 
 @bp.get("/<int:chat_id>/messages")
+@operation("The chat's messages, oldest first", tag="chats",
+           responses={200: ChatMessagesSchema}, errors=(404,))
 def list_messages(chat_id: int):
     """The chat's messages, oldest first (a reply still generating has the text so far)."""
     owned_chat(chat_id, g.user_id)
@@ -117,6 +132,8 @@ def list_messages(chat_id: int):
 
 
 @bp.post("/<int:chat_id>/stop")
+@operation("Stop the chat's running generation", tag="chats", responses={204: None},
+           errors=(404,))
 def stop_chat(chat_id: int):
     """Stop the chat's running generation, on whichever worker or instance it runs."""
     owned_chat(chat_id, g.user_id)
