@@ -31,11 +31,13 @@ from flask import Blueprint, Flask, current_app, jsonify
 from flask_swagger_ui import get_swaggerui_blueprint
 from marshmallow import Schema
 
-from .schemas import MAX_ID, ErrorSchema
+from .errors import OPENAI_PREFIX
+from .schemas import MAX_ID, ErrorSchema, OpenAIErrorSchema
 
 DOCUMENT_URL = "/api/openapi.json"
 DOCS_URL = "/api/docs"
 SECURITY_SCHEME = "cookieAuth"
+BEARER_SCHEME = "bearerAuth"
 _NOTES = "_openapi_operations"
 #: Methods Flask adds to rules by itself; documented only where a view names them.
 _IMPLICIT = {"HEAD", "OPTIONS"}
@@ -115,10 +117,10 @@ def _phrase(status: int) -> str:
     return HTTPStatus(status).phrase
 
 
-def _error_response(status: int) -> dict[str, Any]:
+def _error_response(status: int, schema) -> dict[str, Any]:
     """An error status answered with the error schema."""
     response: dict[str, Any] = {"description": _phrase(status),
-                                "content": {"application/json": {"schema": ErrorSchema}}}
+                                "content": {"application/json": {"schema": schema}}}
     if status == 429:
         response["headers"] = {"Retry-After": {
             "description": "Seconds to wait", "schema": {"type": "string"}}}
@@ -146,7 +148,10 @@ def _operation_object(note: Operation, rule, method: str) -> dict[str, Any]:
     if rule.rule.startswith("/api/users/<int:user_id>"):
         errors.add(403)
     responses = {status: _response(status, spec) for status, spec in note.responses.items()}
-    responses.update({status: _error_response(status) for status in errors})
+    # Under /v1 errors are OpenAI's, and an API key authenticates too (errors.py).
+    openai = FlaskPlugin.flaskpath2openapi(rule.rule).startswith(OPENAI_PREFIX)
+    error_schema = OpenAIErrorSchema if openai else ErrorSchema
+    responses.update({status: _error_response(status, error_schema) for status in errors})
     if method == "HEAD":  # a HEAD response has the GET's headers, never a body
         responses = {status: {"description": response["description"]}
                      for status, response in responses.items()}
@@ -154,7 +159,8 @@ def _operation_object(note: Operation, rule, method: str) -> dict[str, Any]:
     result: dict[str, Any] = {
         "operationId": f"{method.lower()}_{slug}", "summary": note.summary, "tags": [note.tag],
         "responses": {str(status): responses[status] for status in sorted(responses)},
-        "security": [] if note.public else [{SECURITY_SCHEME: []}],
+        "security": ([] if note.public else [{SECURITY_SCHEME: []}]
+                     + ([{BEARER_SCHEME: []}] if openai and not note.public else [])),
     }
     if note.description:
         result["description"] = note.description
@@ -180,7 +186,12 @@ def build_document(app: Flask) -> dict[str, Any]:
     spec.components.security_scheme(SECURITY_SCHEME, {
         "type": "apiKey", "in": "cookie", "name": app.config["SESSION_COOKIE_NAME"],
         "description": "The session cookie set by sign-up and login."})
+    spec.components.security_scheme(BEARER_SCHEME, {
+        "type": "http", "scheme": "bearer",
+        "description": "An API key (`nf_...`) from `POST /api/users/{user_id}/api-keys`; "
+                       "for `/v1` only."})
     spec.components.schema("Error", schema=ErrorSchema)
+    spec.components.schema("OpenAIError", schema=OpenAIErrorSchema)
     for rule in sorted(app.url_map.iter_rules(), key=lambda rule: (rule.rule, rule.endpoint)):
         notes = _notes_for(rule, app.view_functions[rule.endpoint])
         if notes:

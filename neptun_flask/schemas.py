@@ -13,6 +13,12 @@ MAX_EMAIL_LENGTH = 320
 #: parameters make the query itself fail (a 500), so ids beyond it are refused up front.
 MAX_ID = 2**31 - 1
 _ORDER_FIELDS = ("updated_at", "created_at")
+def storable_id(value: int) -> bool:
+    """An id a row can have; any other is a missing row (querying it would fail: integer out
+    of range)."""
+    return 0 < value <= MAX_ID
+
+
 #: Surrogate code points: JSON decoding pairs escaped surrogates, so any left is unpaired.
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
@@ -496,3 +502,82 @@ class HealthSchema(Schema):
     status = fields.String(required=True)
     timestamp = fields.DateTime(required=True)
     uptime = fields.Float(required=True)
+
+
+class OpenAIErrorBodySchema(Schema):
+    """OpenAI's error object."""
+
+    message = fields.String(required=True)
+    type = fields.String(required=True)
+    param = fields.String(required=True, allow_none=True)
+    code = fields.String(required=True, allow_none=True)
+
+
+class OpenAIErrorSchema(Schema):
+    """Every error under ``/v1``: ``{"error": {message, type, param, code}}``."""
+
+    error = fields.Nested(OpenAIErrorBodySchema, required=True)
+
+
+class ModelObjectSchema(Schema):
+    """One model of ``GET /v1/models``."""
+
+    id = fields.String(required=True)
+    object = fields.String(required=True, validate=validate.Equal("model"))
+    created = fields.Integer(required=True)
+    owned_by = fields.String(required=True)
+
+
+class ModelListSchema(Schema):
+    """``GET /v1/models``."""
+
+    object = fields.String(required=True, validate=validate.Equal("list"))
+    data = fields.List(fields.Nested(ModelObjectSchema), required=True)
+
+
+class CompletionMessageOutSchema(Schema):
+    """The reply of a ``chat.completion``."""
+
+    role = fields.String(required=True)
+    content = fields.String(required=True)
+    reasoning_content = fields.String()
+
+
+class CompletionChoiceSchema(Schema):
+    """The one choice of a ``chat.completion``."""
+
+    index = fields.Integer(required=True)
+    message = fields.Nested(CompletionMessageOutSchema, required=True)
+    finish_reason = fields.String(required=True)
+
+
+class CompletionUsageSchema(Schema):
+    """Token usage of a completion."""
+
+    prompt_tokens = fields.Integer(required=True)
+    completion_tokens = fields.Integer(required=True)
+    total_tokens = fields.Integer(required=True)
+
+
+class CompletionSchema(Schema):
+    """A whole ``chat.completion`` (``stream`` false)."""
+
+    id = fields.String(required=True)
+    object = fields.String(required=True, validate=validate.Equal("chat.completion"))
+    created = fields.Integer(required=True)
+    model = fields.String(required=True)
+    choices = fields.List(fields.Nested(CompletionChoiceSchema), required=True)
+    usage = fields.Nested(CompletionUsageSchema, required=True)
+
+
+class ApiKeyCreatedSchema(Schema):
+    """``POST /api/users/<id>/api-keys``: the key, shown this once."""
+
+    apiKey = fields.Nested(ApiKeySchema, required=True)
+    key = fields.String(required=True)
+
+
+class ApiKeyListSchema(Schema):
+    """``GET /api/users/<id>/api-keys``."""
+
+    apiKeys = fields.List(fields.Nested(ApiKeySchema), required=True)

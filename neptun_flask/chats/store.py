@@ -6,7 +6,7 @@ from sqlalchemy import bindparam, insert, select
 from ..errors import ApiError
 from ..extensions import db
 from ..models import Chat, ChatMessage, utcnow
-from ..schemas import MAX_ID
+from ..schemas import storable_id
 
 _messages = ChatMessage.__table__
 _chats = Chat.__table__
@@ -22,15 +22,9 @@ _NO_REPLY = {"model": None, "finish_reason": None, "prompt_tokens": None,
              "completion_tokens": None}
 
 
-def _storable(chat_id: int) -> bool:
-    """An id a row can have; any other is a missing chat (querying it would fail: integer out
-    of range)."""
-    return 0 < chat_id <= MAX_ID
-
-
 def owned_pairs(connection, pairs: list[tuple[int, int]]) -> list[bool]:
     """The rule, for (chat_id, user_id) pairs: the chat exists and is the user's."""
-    ids = sorted({chat_id for chat_id, _ in pairs if _storable(chat_id)})
+    ids = sorted({chat_id for chat_id, _ in pairs if storable_id(chat_id)})
     found = ({tuple(row) for row in connection.execute(_CHAT_OWNERS, {"chat_ids": ids})}
              if ids else set())
     return [pair in found for pair in pairs]
@@ -44,7 +38,7 @@ def insert_rows(connection, rows: list[dict]) -> None:
 
 def owned_chat(chat_id: int, user_id: int) -> Chat:
     """The user's chat as an ORM object, or 404 (one query)."""
-    chat = db.session.get(Chat, chat_id) if _storable(chat_id) else None
+    chat = db.session.get(Chat, chat_id) if storable_id(chat_id) else None
     if chat is None or chat.user_id != user_id:
         raise ApiError(404, CHAT_NOT_FOUND)
     return chat

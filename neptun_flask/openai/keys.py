@@ -18,7 +18,9 @@ from ..auth.sessions import require_session
 from ..errors import ApiError
 from ..extensions import db
 from ..models import ApiKey, utcnow
-from ..schemas import ApiKeyCreateSchema, ApiKeySchema
+from ..openapi import operation
+from ..schemas import (ApiKeyCreatedSchema, ApiKeyCreateSchema, ApiKeyListSchema, ApiKeySchema,
+                       storable_id)
 from ..validation import load_body
 
 KEY_PREFIX = "nf_"
@@ -75,6 +77,8 @@ def _guard():
 
 
 @bp.post("")
+@operation("Create an API key (shown only in this answer)", tag="api-keys",
+           body=ApiKeyCreateSchema, responses={201: ApiKeyCreatedSchema})
 def create_key():
     """A new key; the only time it is shown."""
     data = load_body(_create)
@@ -88,6 +92,8 @@ def create_key():
 
 
 @bp.get("")
+@operation("The user's API keys (never the keys themselves)", tag="api-keys",
+           responses={200: ApiKeyListSchema})
 def list_keys():
     """The user's keys (never the keys themselves), newest first."""
     rows = db.session.scalars(select(ApiKey).where(ApiKey.user_id == g.user_id)
@@ -96,11 +102,12 @@ def list_keys():
 
 
 @bp.delete("/<int:key_id>")
+@operation("Revoke an API key at once", tag="api-keys", responses={204: None}, errors=(404,))
 def revoke_key(key_id: int):
     """Revoke a key at once; 404 if it is not one of the user's."""
-    deleted = db.session.execute(delete(ApiKey).where(ApiKey.id == key_id,
-                                                      ApiKey.user_id == g.user_id))
+    deleted = storable_id(key_id) and db.session.execute(
+        delete(ApiKey).where(ApiKey.id == key_id, ApiKey.user_id == g.user_id)).rowcount
     db.session.commit()
-    if deleted.rowcount == 0:
+    if not deleted:
         raise ApiError(404, "API key not found")
     return current_app.response_class(status=204)

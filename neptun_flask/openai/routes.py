@@ -21,7 +21,8 @@ from ..errors import ApiError
 from ..extensions import db
 from ..providers import get_adapter
 from ..providers.base import COMMON_OPTIONS, RequestTooLarge
-from ..schemas import CompletionRequestSchema
+from ..openapi import operation
+from ..schemas import CompletionRequestSchema, CompletionSchema, ModelListSchema
 from ..streaming.parts import REASONING
 from ..streaming.protocol import OPENAI_FINISH, OpenAIChunkEncoder
 from ..streaming.reader import RunReader
@@ -51,7 +52,19 @@ def authenticate() -> int | None:
     return key_id
 
 
+#: A completion: JSON, or with ``stream`` OpenAI's server-sent ``chat.completion.chunk`` events.
+COMPLETION = {"content": {
+    "application/json": {"schema": CompletionSchema},
+    "text/event-stream": {"schema": {
+        "type": "object", "description": "One server-sent event: a `chat.completion.chunk`, "
+        "an `error` object, or `[DONE]`",
+        "properties": {"data": {"type": "string"}, "event": {"type": "string"},
+                       "id": {"type": "string"}, "retry": {"type": "integer"}}}}}}
+
+
 @bp.get("/models")
+@operation("Every live catalog model (OpenAI's list)", tag="openai",
+           responses={200: ModelListSchema})
 def list_models():
     """Every live catalog model, as OpenAI lists models."""
     authenticate()
@@ -62,6 +75,11 @@ def list_models():
 
 
 @bp.post("/chat/completions")
+@operation("A chat completion, streamed or whole (OpenAI's API)", tag="openai",
+           body=CompletionRequestSchema, responses={200: COMPLETION},
+           errors=(404, 429, 502, 503, 504),
+           description="Errors are OpenAI's `{error: {message, type, param, code}}`; after "
+                       "the first streamed byte a failure is a `data: {error}` event.")
 def chat_completions():
     """A chat completion, streamed (``stream: true``) or whole."""
     key_id = authenticate()

@@ -52,10 +52,12 @@ def test_an_undocumented_route_is_found(app):
 
 def test_every_operation_lists_its_errors_with_the_error_schema(client):
     document = client.get("/api/openapi.json").get_json()
-    error_ref = {"$ref": "#/components/schemas/Error"}
     assert set(document["components"]["schemas"]["Error"]["required"]) == {
         "statusCode", "statusMessage"}
+    assert document["components"]["schemas"]["OpenAIError"]["required"] == ["error"]
     for path, path_item in document["paths"].items():
+        openai = path.startswith("/v1/")   # OpenAI's error shape, and API keys
+        error_ref = {"$ref": f"#/components/schemas/{'OpenAIError' if openai else 'Error'}"}
         for method, operation in path_item.items():
             if method == "parameters":
                 continue
@@ -66,7 +68,8 @@ def test_every_operation_lists_its_errors_with_the_error_schema(client):
                 assert all(response["content"]["application/json"]["schema"] == error_ref
                            for response in errors.values()), (method, path)
             if operation["security"]:
-                assert operation["security"] == [{"cookieAuth": []}]
+                assert operation["security"] == [{"cookieAuth": []}] + (
+                    [{"bearerAuth": []}] if openai else [])
                 assert 401 in errors, (method, path)
 
 
