@@ -51,20 +51,29 @@ def configure(app: Flask) -> None:
 
 
 def _engine_options(config) -> dict[str, Any]:
-    """Pool settings: DATABASE_POOL_SIZE connections, checked before use. Statement
-    parameters (messages, emails, password hashes) never reach logs or error messages."""
+    """Pool settings: DATABASE_POOL_SIZE connections; every wait bounded by a part of
+    DATABASE_TIMEOUT (connecting, the pool, a statement; dbguard.py watches silent
+    connections). Statement parameters (messages, emails, password hashes) never reach logs
+    or error messages."""
     url = make_url(config["SQLALCHEMY_DATABASE_URI"])
+    bound = config["DATABASE_TIMEOUT"]
     options: dict[str, Any] = {"hide_parameters": True}
     if url.get_backend_name() == "sqlite":
-        options["connect_args"] = {"timeout": 30, "check_same_thread": False}
+        options["connect_args"] = {"timeout": bound / 2, "check_same_thread": False}
         if url.database in (None, "", ":memory:"):
             return options  # one shared in-memory connection: no pool to size
     else:
-        options["pool_pre_ping"] = True  # a server restart must not fail the next requests
+        # Checked before use (a server restart must not fail the next requests): by
+        # dbguard's bounded ping, not pool_pre_ping, which no timer could watch.
+        options["connect_args"] = {
+            "connect_timeout": max(2, int(bound / 6)), "keepalives": 1,
+            "keepalives_idle": 10, "keepalives_interval": 5, "keepalives_count": 3,
+            "tcp_user_timeout": int(bound * 1000 / 3),
+            "options": f"-c statement_timeout={int(bound * 1000 / 2)}"}
     # LIFO: the connection used last is reused while it is warm (its page and statement
     # caches); the rest stay idle, and a server may time them out without harm.
-    options.update(pool_size=config["DATABASE_POOL_SIZE"], max_overflow=0, pool_timeout=30,
-                   pool_use_lifo=True)
+    options.update(pool_size=config["DATABASE_POOL_SIZE"], max_overflow=0,
+                   pool_timeout=bound / 3, pool_use_lifo=True)
     return options
 
 
@@ -115,6 +124,9 @@ def register_extensions(app: Flask) -> None:
             funcs[None].remove(hook)
             funcs.setdefault("auth", []).append(hook)
     app.session_interface = _NoFlaskSession()
+    from .dbguard import guard
+    with app.app_context():
+        guard(db.engine, app.config["DATABASE_TIMEOUT"] / 3)
     # Database work of concurrent requests, batched (see batching.py); after db is bound.
     from .ai.admission import admit_chat_requests
     from .auth.sessions import find_sessions

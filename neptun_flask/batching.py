@@ -9,9 +9,11 @@ everything queued so far to ``handle`` at once (one ``IN`` query, one ``executem
 transaction), then wakes the callers with their results. A caller alone is served at once,
 in a batch of one: the pattern some call group commit, and others a data loader.
 
-A batch that fails is retried item by item, so one bad item (a chat deleted mid-stream)
-fails only its own caller. The runner stops after a few idle seconds and is started again
-on demand, and anew in a forked process.
+A batch that fails on an item (a chat deleted mid-stream: an integrity error) is retried item
+by item, so one bad item fails only its own caller; a batch that fails because the database
+is away (a refused or broken connection, the pool's timeout) fails all its callers at once, and
+no caller waits longer than its bound. The runner stops after a few idle seconds and is
+started again on demand, and anew in a forked process.
 """
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ from collections.abc import Callable
 from typing import Any
 
 from flask import Flask, current_app
+from sqlalchemy import exc
 from sqlalchemy.engine import Engine
 
 from .extensions import db
@@ -31,6 +34,14 @@ from .extensions import db
 MAX_BATCH = 200
 #: Seconds without work after which the runner ends.
 IDLE_SECONDS = 5.0
+#: Errors about one item of a batch: the others may still go through alone.
+ITEM_ERRORS = (exc.IntegrityError, exc.DataError)
+#: Guards each batcher's per-process set-up (threads of ``flask run`` may race to it).
+_SETUP = threading.Lock()
+
+
+class BatchTimeout(Exception):
+    """A caller's batch did not finish within its bound (the database is away or swamped)."""
 
 
 class _Pending:
@@ -49,8 +60,10 @@ class Batcher:
     """Calls ``handle(items) -> results`` (one result per item, in order) for batches of the
     items that concurrent callers pass to ``__call__``."""
 
-    def __init__(self, handle: Callable[[list[Any]], list[Any]]) -> None:
+    def __init__(self, handle: Callable[[list[Any]], list[Any]],
+                 wait_seconds: float | None = None) -> None:
         self._handle = handle
+        self._wait_seconds = wait_seconds
         self._pid: int | None = None
         self._lock = self._queue = None
         self._running = False
@@ -59,7 +72,8 @@ class Batcher:
         """The item's result, once its batch is handled; or what handling it raised."""
         pending = _Pending(item)
         self._enqueue(pending)
-        pending.done.wait()
+        if not pending.done.wait(self._wait_seconds):
+            raise BatchTimeout()
         if pending.error is not None:
             raise pending.error
         return pending.result
@@ -69,8 +83,11 @@ class Batcher:
         if self._pid != os.getpid():
             # First use in this process: locks and queues are made here, after the fork and
             # after gevent's monkey-patching, so they are the cooperative ones there.
-            self._pid, self._lock, self._queue = os.getpid(), threading.Lock(), queue.Queue()
-            self._running = False
+            with _SETUP:
+                if self._pid != os.getpid():
+                    self._lock, self._queue = threading.Lock(), queue.Queue()
+                    self._running = False
+                    self._pid = os.getpid()   # last: others see a whole set-up or none
         with self._lock:
             self._queue.put(pending)
             if not self._running:
@@ -108,8 +125,9 @@ class Batcher:
         try:
             self._deliver(batch)
         except Exception as error:  # noqa: BLE001 - handed to the callers, never lost
-            if len(batch) == 1:
-                batch[0].error = error
+            if len(batch) == 1 or not isinstance(error, ITEM_ERRORS):
+                for pending in batch:
+                    pending.error = error
             else:
                 for pending in batch:
                     try:
@@ -129,11 +147,12 @@ class Batcher:
 
 def register_batchers(app: Flask, **handles: Callable[[Engine, list[Any]], list[Any]]) -> None:
     """Give the app a named batcher per ``handle(engine, items) -> results``, bound to the
-    app's database engine."""
+    app's database engine; a caller waits at most DATABASE_TIMEOUT."""
     with app.app_context():
         engine = db.engine
+    bound = app.config["DATABASE_TIMEOUT"]
     app.extensions["neptun_batchers"] = {
-        name: Batcher(partial(handle, engine)) for name, handle in handles.items()}
+        name: Batcher(partial(handle, engine), bound) for name, handle in handles.items()}
 
 
 def app_batcher(name: str) -> Batcher:

@@ -59,6 +59,7 @@ def load_config(env: dict | None = None) -> dict:
         "SQLALCHEMY_DATABASE_URI": normalize_database_url(env["DATABASE_URL"])
         if env.get("DATABASE_URL") else None,
         "DATABASE_POOL_SIZE": _int(env, "DATABASE_POOL_SIZE", 5),
+        "DATABASE_TIMEOUT": _float(env, "DATABASE_TIMEOUT", 30.0),
         "SESSION_COOKIE_NAME": env.get("SESSION_COOKIE_NAME", "neptun-session"),
         "SESSION_COOKIE_SECURE": _bool(env.get("SESSION_COOKIE_SECURE"), True),
         "SESSION_COOKIE_SAMESITE": env.get("SESSION_COOKIE_SAMESITE", "Lax"),

@@ -7,7 +7,10 @@ import logging
 from typing import Any
 
 from flask import Flask, has_request_context, jsonify, request
+from sqlalchemy import exc
 from werkzeug.exceptions import HTTPException
+
+from .batching import BatchTimeout
 
 log = logging.getLogger(__name__)
 
@@ -96,8 +99,22 @@ def _handle_unexpected(error: Exception):
     return error_response(500, "Internal Server Error")
 
 
+#: The database is away, not the request wrong: a refused, reset or silent connection, the pool
+#: exhausted past its timeout, or a batched step that did not finish in time.
+DATABASE_AWAY = (exc.OperationalError, exc.InterfaceError, exc.DisconnectionError,
+                 exc.TimeoutError, BatchTimeout)
+
+
+def _handle_database_away(error: Exception):
+    """503 "Database unavailable"; the log names the error's type only."""
+    log.warning("database unavailable: %s", type(error).__name__)
+    return error_response(503, "Database unavailable")
+
+
 def register_error_handlers(app: Flask) -> None:
     """Register the JSON handlers on the app (blueprint handlers never see unmatched URLs)."""
     app.register_error_handler(ApiError, _handle_api_error)
+    for kind in DATABASE_AWAY:
+        app.register_error_handler(kind, _handle_database_away)
     app.register_error_handler(HTTPException, _handle_http_exception)
     app.register_error_handler(Exception, _handle_unexpected)

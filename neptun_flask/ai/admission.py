@@ -55,7 +55,9 @@ def admit_chat_requests(engine, items: list[tuple]) -> list[tuple]:
                  if session is not None and chat_id is not None]
         owned = dict(zip(asked, owned_pairs(
             connection, [(items[index][1], sessions[index].user_id) for index in asked])))
-        turning = [index for index in asked if owned[index] and items[index][2] is not None]
+        # In chat order: two batches lock the chats they touch in the same order (no deadlock).
+        turning = sorted((index for index in asked if owned[index] and items[index][2] is not None),
+                         key=lambda index: items[index][1])
         outcomes = dict(zip(turning, start_turns(
             connection, [(items[index][1], items[index][2]) for index in turning])))
     return [(session, owned.get(index, False), outcomes.get(index))

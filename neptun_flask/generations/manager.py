@@ -37,6 +37,8 @@ SYNC = 1.0
 ORPHANED_SECONDS = 10 * SYNC
 
 _MANAGERS: "weakref.WeakSet[Generations]" = weakref.WeakSet()
+#: Guards each manager's per-process set-up (threads of ``flask run`` may race to it).
+_SETUP = threading.Lock()
 
 
 class Generations:
@@ -167,9 +169,11 @@ class Generations:
     def _ready(self) -> None:
         """Locks made in this process (after a fork, and after gevent patched threading)."""
         if self._pid != os.getpid():
-            self._pid = os.getpid()
-            self._lock, self._append_lock = threading.Lock(), threading.Lock()
-            self._looping = False
+            with _SETUP:
+                if self._pid != os.getpid():
+                    self._lock, self._append_lock = threading.Lock(), threading.Lock()
+                    self._looping = False
+                    self._pid = os.getpid()   # last: others see a whole set-up or none
 
     def _loop(self) -> None:
         """Keep the shared state of this process's runs current while there are any."""

@@ -32,6 +32,13 @@ def upstream_env(base_url: str) -> dict[str, str]:
     }
 
 
+def migrate(database_url: str) -> None:
+    """Create the schema with the project's release step."""
+    subprocess.run([sys.executable, "-m", "flask", "--app", "wsgi", "db", "upgrade"], cwd=ROOT,
+                   env={**os.environ, "DATABASE_URL": database_url, "SECRET_KEY": "x"},
+                   check=True, capture_output=True, timeout=120)
+
+
 class Gunicorn:
     """``gunicorn -k gevent wsgi:app`` on 127.0.0.1 with the given environment."""
 

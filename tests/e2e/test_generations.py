@@ -25,7 +25,7 @@ from tests.conftest import postgres_database
 from tests.fakes.protocols import expected_text
 
 from .conftest import TIMEOUT_ENV, Client
-from .server import Gunicorn, upstream_env
+from .server import Gunicorn, migrate, upstream_env
 from .streams import parse_data_stream, parse_ui_stream
 from .test_streaming import directive
 
@@ -366,12 +366,7 @@ def instances(request, upstream):
     """Two gunicorn masters (two workers each) on one PostgreSQL database of the test's own,
     sharing Redis (or the database) as the log."""
     with postgres_database(PG_SERVER_URL, prefix="neptun_instances") as url:
-        from tests.e2e.server import ROOT
-        import subprocess
-        import sys
-        subprocess.run([sys.executable, "-m", "flask", "--app", "wsgi", "db", "upgrade"],
-                       cwd=ROOT, env={**os.environ, "DATABASE_URL": url, "SECRET_KEY": "x"},
-                       check=True, capture_output=True, timeout=120)
+        migrate(url)
         settings = {"DATABASE_URL": url, **upstream_env(upstream.base_url), **TIMEOUT_ENV,
                     **log_env(request.param)}
         first = Gunicorn(settings, workers=2)
