@@ -104,14 +104,17 @@ def _turn(entry: CatalogEntry, body: dict, protocol: str) -> Turn:
     header, else the last user message's id) and a fingerprint of what it asks."""
     messages = body["messages"]
     last = messages[-1]
-    key = request.headers.get(_KEY_HEADER) or (last.get("id") if last["role"] == "user" else None)
+    regenerate = body.get("trigger", "").startswith("regenerate")
+    # A regenerate resends the turn's own message id: it asks for a new reply, not a replay.
+    by_message = last.get("id") if last["role"] == "user" and not regenerate else None
+    key = request.headers.get(_KEY_HEADER) or by_message
     if key is not None and not 0 < len(key) <= 255:
         raise ApiError(400, "Validation failed", data={_KEY_HEADER: ["Length must be 1-255."]})
     fingerprint = orjson.dumps([entry.model_id, [(m["role"], m["content"]) for m in messages]])
     return Turn(text=last["content"] if last["role"] == "user" else None,
                 model_id=entry.model_id, key=key,
                 request_hash=hashlib.sha256(fingerprint).hexdigest() if key else None,
-                regenerate=body.get("trigger", "").startswith("regenerate"), protocol=protocol)
+                regenerate=regenerate, protocol=protocol)
 
 
 def _build(entry: CatalogEntry, adapter, messages: list[dict]):

@@ -328,10 +328,11 @@ def test_same_text_after_an_upstream_failure_is_stored_once(pair):
 
 
 def test_regenerate_replaces_the_last_reply(pair):
-    """``trigger: regenerate-message`` replaces the chat's last reply; no second user turn."""
+    """``trigger: regenerate-message`` replaces the chat's last reply with a new one (not a
+    replay of the turn, whose message id it resends); no second user turn."""
     api = Client(pair.base_url)
     chat_id = api.create_chat(MODEL)
-    body = {"messages": [{"role": "user", "content": "Hello!"}]}
+    body = {"messages": [{"id": "turn-1", "role": "user", "content": "Hello!"}]}
     parse_data_stream(post(api, body, chat_id).text)
     before = api.messages(chat_id)
     # A trigger marks an AI SDK 5+ body: the answer is in the UI message stream protocol.
