@@ -154,7 +154,7 @@ def register_generations(app: Flask) -> None:
 
 def register_blueprints(app: Flask) -> None:
     """Register every blueprint."""
-    from . import ai, auth, chats, health, openai, openapi
+    from . import ai, auth, chats, health, openai, openapi, web
 
     app.register_blueprint(health.bp)
     app.register_blueprint(openapi.bp)
@@ -165,5 +165,6 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(openai.keys_bp)
     for blueprint in ai.BLUEPRINTS:
         app.register_blueprint(blueprint)
+    app.register_blueprint(web.bp)
     from .auth.sessions import refresh_cookie
     app.after_request(refresh_cookie)

@@ -97,4 +97,5 @@ def load_config(env: dict | None = None) -> dict:
         "STREAM_DETACH_GRACE_SECONDS": _float(env, "STREAM_DETACH_GRACE_SECONDS", 20.0),
         "STREAM_REAP_SECONDS": _float(env, "STREAM_REAP_SECONDS", 60.0),
         "REPLY_RETRY_SECONDS": _float(env, "REPLY_RETRY_SECONDS", 120.0),
+        "NEPTUN_WEB_DIST": env.get("NEPTUN_WEB_DIST") or None,
     }
