@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import logging
 import os
-from functools import partial
 from typing import Any
 
 from flask import Flask
@@ -99,30 +98,11 @@ class _NoFlaskSession(SessionInterface):
         """Never write Flask's session cookie over the session token."""
 
 
-def _belongs_to_limiter(hook) -> bool:
-    """A hook Flask-Limiter registered: its bound method, or a partial of one of its methods."""
-    owner = hook.args[0] if isinstance(hook, partial) and hook.args else getattr(
-        hook, "__self__", None)
-    return owner is limiter
-
-
 def register_extensions(app: Flask) -> None:
     """Bind db, migrations and the rate limiter; switch off Flask's cookie session."""
     db.init_app(app)
     migrate.init_app(app, db, render_as_batch=True)
     limiter.init_app(app)
-    # There are no application-wide or default limits: decorated routes check their own limits
-    # inside the decorator, so the global before-request hook would only cost every request.
-    hooks = app.before_request_funcs.get(None, [])
-    if limiter._check_request_limit in hooks:
-        hooks.remove(limiter._check_request_limit)
-    # Its after-request hook (rate-limit headers) and its teardown (per-request state, kept on
-    # the request context) matter only where a limit is checked: the auth blueprint.
-    for funcs in (app.after_request_funcs, app.teardown_request_funcs):
-        ours = [hook for hook in funcs.get(None, []) if _belongs_to_limiter(hook)]
-        for hook in ours:
-            funcs[None].remove(hook)
-            funcs.setdefault("auth", []).append(hook)
     app.session_interface = _NoFlaskSession()
     from .dbguard import guard
     with app.app_context():

@@ -12,5 +12,6 @@ class Base(DeclarativeBase):
 
 db = SQLAlchemy(model_class=Base)
 migrate = Migrate()
-# No default limits: only the routes that opt in (login, sign-up) are limited.
-limiter = Limiter(key_func=get_remote_address, default_limits=[])
+# No default limits: only the routes that opt in are limited. A storage that fails (Redis
+# away) lets requests through with a logged warning instead of failing them.
+limiter = Limiter(key_func=get_remote_address, default_limits=[], swallow_errors=True)

@@ -130,8 +130,7 @@ def iter_reads(response: requests.Response) -> Iterator[bytes]:
 
 def _socket_of(response: requests.Response):
     """The socket under an open streamed response (urllib3 2 keeps its connection), or None."""
-    connection = getattr(response.raw, "_connection", None)
-    return getattr(connection, "sock", None)
+    return getattr(response.raw.connection, "sock", None)
 
 
 def set_read_timeout(response: requests.Response, seconds: float) -> None:

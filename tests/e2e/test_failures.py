@@ -191,3 +191,19 @@ def test_an_upstream_past_its_token_limit_is_cut_there(server, api, provider):
     text = choice["message"]["content"]
     # Cut within a read of the limit (5 tokens plus a few events of slack), not at 200.
     assert expected_text(200).startswith(text) and len(text) < len(expected_text(20))
+
+
+def test_limits_fail_open_when_their_storage_is_away(upstream, migrated):
+    """Rate limits on a Redis that is away (a closed port): sign-up and login answer as usual
+    (not 500); Flask-Limiter logs the failure."""
+    server = Gunicorn({"DATABASE_URL": migrated, **upstream_env(upstream.base_url),
+                       "RATELIMIT_ENABLED": "true",
+                       "RATELIMIT_STORAGE_URI": "redis://127.0.0.1:9/0"})
+    try:
+        api = Client(server.base_url)   # signs up
+        login = requests.post(f"{server.base_url}/api/auth/login", timeout=10,
+                              json={"email": "nobody@example.com", "password": "long enough"})
+        assert login.status_code == 401
+    finally:
+        server.stop()
+    assert api.user_id
