@@ -7,7 +7,11 @@ finish too, and store the ones still running shortly before the timeout as ``int
 """
 from __future__ import annotations
 
+import json
 import signal
+from http import HTTPStatus
+
+from gunicorn.workers.ggevent import GeventWorker
 
 #: Seconds before the graceful timeout's end at which running generations are interrupted,
 #: leaving time to store them (half the timeout when it is shorter than twice this).
@@ -34,3 +38,54 @@ def worker_exit(server, worker) -> None:
     """The worker is leaving: store whatever still runs as interrupted."""
     from .generations.manager import interrupt_all
     interrupt_all(wait=1.0)
+
+
+class JsonErrorsWorker(GeventWorker):
+    """gunicorn's gevent worker, whose own error answers (a request line or headers past
+    gunicorn's limits: 414, 431; a malformed request: 400; a crash outside the app: 500) are
+    JSON in the API's error shape instead of an HTML page. The limits stay gunicorn's own
+    settings (``--limit-request-line``, ``--limit-request-fields``,
+    ``--limit-request-field_size``)."""
+
+    def handle_error(self, req, client, addr, exc):
+        """gunicorn's handling (its status, its log lines), written as JSON."""
+        super().handle_error(req, _JsonErrorSocket(client), addr, exc)
+
+
+class _JsonErrorSocket:
+    """Stands in for the client socket while gunicorn writes an error: its HTML answer
+    becomes the same status with a JSON body."""
+
+    def __init__(self, sock):
+        self._sock = sock
+
+    def gettimeout(self):
+        return self._sock.gettimeout()
+
+    def setblocking(self, flag):
+        return self._sock.setblocking(flag)
+
+    def sendall(self, data: bytes) -> None:
+        self._sock.sendall(json_error(data))
+
+    def send(self, data: bytes) -> int:
+        self.sendall(data)
+        return len(data)
+
+
+def json_error(http_answer: bytes) -> bytes:
+    """The JSON form of one of gunicorn's HTML error answers (its status line is kept)."""
+    status_line = http_answer.split(b"\r\n", 1)[0].decode("latin-1")
+    try:
+        status = int(status_line.split(" ", 2)[1])
+        message = HTTPStatus(status).phrase
+    except (IndexError, ValueError):
+        status, message = 400, "Bad Request"
+    body = json.dumps({"statusCode": status, "statusMessage": message}).encode()
+    return (f"HTTP/1.1 {status} {message}\r\nConnection: close\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+            ).encode("latin-1") + body
+
+
+#: The worker every deployment of the service runs (``-k`` is not needed with this config).
+worker_class = "neptun_flask.serving.JsonErrorsWorker"

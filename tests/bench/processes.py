@@ -131,8 +131,9 @@ def migrate(database_url: str) -> None:
 
 
 class Gunicorn(Child):
-    """``gunicorn -k gevent -w 1 --worker-connections 2000 --no-control-socket [-c CONFIG] APP``
-    (the service passes ``python:neptun_flask.serving``, its hooks; the bare relay nothing)."""
+    """``gunicorn -w 1 --worker-connections 2000 --no-control-socket -c CONFIG APP`` with
+    gevent workers (the service passes ``python:neptun_flask.serving``, its hooks and its
+    gevent worker; the bare relay nothing, so ``-k gevent``)."""
 
     def __init__(self, placement: Placement, app: str, settings: dict[str, str],
                  log: Path, config: str | None = None) -> None:
@@ -140,10 +141,10 @@ class Gunicorn(Child):
         self.log = log
         self.base_url = f"http://127.0.0.1:{self.port}"
         command = placement.server + [
-            sys.executable, "-m", "gunicorn", "-k", "gevent", "-w", "1",
+            sys.executable, "-m", "gunicorn", "-w", "1",
             "--worker-connections", "2000", "-b", f"127.0.0.1:{self.port}",
             "--no-control-socket", "--graceful-timeout", "2",
-            *(["-c", config] if config else []), app]
+            *(["-c", config] if config else ["-k", "gevent"]), app]
         with log.open("ab") as file:  # gunicorn's own lines would bury the progress output
             super().__init__(command, server_env(settings), stdout=file,
                              stderr=subprocess.STDOUT)

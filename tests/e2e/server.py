@@ -52,7 +52,8 @@ class Gunicorn:
                          "PASSWORD_HASH_COST": "low", "RATELIMIT_ENABLED": "false",
                          "LOG_LEVEL": "WARNING"})
         full_env.update(env)
-        command = [sys.executable, "-m", "gunicorn", "-k", "gevent", "-w", str(workers),
+        # The serving config names the worker: gunicorn's gevent worker, with JSON errors.
+        command = [sys.executable, "-m", "gunicorn", "-w", str(workers),
                    "--worker-connections", "2000", "-b", f"127.0.0.1:{self.port}",
                    "--no-control-socket", "--graceful-timeout", "2",
                    "-c", "python:neptun_flask.serving", "wsgi:app"]

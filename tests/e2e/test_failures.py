@@ -1,6 +1,8 @@
 """End to end: upstream failures before and after the first byte, timeouts, disconnects."""
 from __future__ import annotations
 
+import json
+import socket
 import time
 
 import pytest
@@ -207,3 +209,34 @@ def test_limits_fail_open_when_their_storage_is_away(upstream, migrated):
     finally:
         server.stop()
     assert api.user_id
+
+
+def _raw_request(base_url: str, data: bytes) -> tuple[str, dict, bytes]:
+    """Send raw bytes; return the status line, headers and body of the answer."""
+    host, port = base_url.rsplit("/", 1)[1].split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(data)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = dict(line.split(": ", 1) for line in lines[1:])
+    return lines[0], headers, body
+
+
+@pytest.mark.parametrize("request_bytes, status", [
+    (b"GET /" + b"a" * 5000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414),
+    (b"GET /health HTTP/1.1\r\nHost: x\r\nX-Big: " + b"b" * 9000 + b"\r\n\r\n", 431),
+    (b"GET /health HTTP/1.1\r\nHost: x\r\n" + b"".join(
+        b"X-H%d: v\r\n" % index for index in range(150)) + b"\r\n", 431),
+    (b"NOT A REQUEST LINE\r\n\r\n", 400),
+    (b"GET /health HTTP/9.9\r\nHost: x\r\n\r\n", 400),
+])
+def test_errors_gunicorn_answers_itself_are_json(server, request_bytes, status):
+    """What gunicorn refuses before Flask sees it is JSON in the API's shape, never HTML."""
+    status_line, headers, body = _raw_request(server.base_url, request_bytes)
+    assert status_line.startswith(f"HTTP/1.1 {status} ")
+    assert headers["Content-Type"] == "application/json"
+    parsed = json.loads(body)
+    assert parsed["statusCode"] == status and isinstance(parsed["statusMessage"], str)
