@@ -16,6 +16,7 @@ from .config import load_config
 from .errors import register_error_handlers
 from .batching import register_batchers
 from .extensions import db, limiter, migrate
+from . import metrics
 
 
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
@@ -29,6 +30,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.extensions["neptun_catalog"] = load_catalog(app.config["NEPTUN_MODELS_FILE"])
     register_blueprints(app)
     register_error_handlers(app)
+    metrics.init_app(app)
     return app
 
 
@@ -120,7 +122,7 @@ def register_extensions(app: Flask) -> None:
     from .auth.sessions import find_sessions
     from .generations import store as generations_store
     register_batchers(app, sessions=find_sessions, chat_requests=admit_chat_requests,
-                      generation_ends=generations_store.finish)
+                      generation_ends=metrics.count_stores(generations_store.finish))
     register_generations(app)
 
 

@@ -95,4 +95,6 @@ def load_config(env: dict | None = None) -> dict:
         "REDIS_KEY_PREFIX": env.get("REDIS_KEY_PREFIX", "neptun:"),
         "STREAM_DETACH_GRACE_SECONDS": _float(env, "STREAM_DETACH_GRACE_SECONDS", 20.0),
         "STREAM_REAP_SECONDS": _float(env, "STREAM_REAP_SECONDS", 60.0),
+        "METRICS_ENABLED": _bool(env.get("METRICS_ENABLED"), False),
+        "METRICS_TOKEN": env.get("METRICS_TOKEN") or None,
     }
