@@ -16,7 +16,7 @@ from .config import load_config
 from .errors import register_error_handlers
 from .batching import register_batchers
 from .extensions import db, limiter, migrate
-from . import metrics
+from . import logs, metrics
 
 
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
@@ -31,14 +31,14 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     register_blueprints(app)
     register_error_handlers(app)
     metrics.init_app(app)
+    logs.init_app(app)
     return app
 
 
 def configure(app: Flask) -> None:
     """Fill derived settings; refuse to start without a secret in production."""
     config = app.config
-    logging.basicConfig(level=config["LOG_LEVEL"],
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.configure_logging(config["LOG_LEVEL"], config["LOG_FORMAT"])
     # flask-limiter logs the rate-limit key (it holds the email tried) at info level.
     logging.getLogger("flask-limiter").setLevel(logging.WARNING)
     if not config["SECRET_KEY"]:

@@ -48,6 +48,15 @@ def normalize_database_url(url: str) -> str:
     return url
 
 
+def log_format(env: dict | None = None) -> str:
+    """``LOG_FORMAT``: ``text`` (the default) or ``json``."""
+    env = os.environ if env is None else env
+    value = (env.get("LOG_FORMAT") or "text").strip().lower()
+    if value not in ("text", "json"):
+        raise RuntimeError(f"LOG_FORMAT must be text or json, got {env.get('LOG_FORMAT')!r}")
+    return value
+
+
 def load_config(env: dict | None = None) -> dict:
     """Build the Flask config mapping from environment variables."""
     env = os.environ if env is None else env
@@ -91,6 +100,7 @@ def load_config(env: dict | None = None) -> dict:
         "UPSTREAM_IDLE_TIMEOUT": _float(env, "UPSTREAM_IDLE_TIMEOUT", 60.0),
         "UPSTREAM_TOTAL_TIMEOUT": _float(env, "UPSTREAM_TOTAL_TIMEOUT", 600.0),
         "LOG_LEVEL": env.get("LOG_LEVEL", "INFO"),
+        "LOG_FORMAT": log_format(env),
         "REDIS_URL": env.get("REDIS_URL") or None,
         "REDIS_KEY_PREFIX": env.get("REDIS_KEY_PREFIX", "neptun:"),
         "STREAM_DETACH_GRACE_SECONDS": _float(env, "STREAM_DETACH_GRACE_SECONDS", 20.0),

@@ -12,6 +12,8 @@ import signal
 #: Seconds before the graceful timeout's end at which running generations are interrupted,
 #: leaving time to store them (half the timeout when it is shorter than twice this).
 STORE_MARGIN = 1.5
+#: gunicorn's own lines in JSON too when LOG_FORMAT=json.
+logger_class = "neptun_flask.logs.GunicornLogger"
 
 
 def post_worker_init(worker) -> None:
