@@ -16,7 +16,7 @@ from .config import load_config
 from .errors import register_error_handlers
 from .batching import register_batchers
 from .extensions import db, limiter, migrate
-from . import logs, metrics
+from . import logs, metrics, security
 
 
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
@@ -32,6 +32,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     register_error_handlers(app)
     metrics.init_app(app)
     logs.init_app(app)
+    security.init_app(app)
     return app
 
 
