@@ -107,4 +107,6 @@ def load_config(env: dict | None = None) -> dict:
         "STREAM_REAP_SECONDS": _float(env, "STREAM_REAP_SECONDS", 60.0),
         "METRICS_ENABLED": _bool(env.get("METRICS_ENABLED"), False),
         "METRICS_TOKEN": env.get("METRICS_TOKEN") or None,
+        "CORS_ORIGINS": [origin.strip().rstrip("/") for origin in
+                         env.get("CORS_ORIGINS", "").split(",") if origin.strip()],
     }
