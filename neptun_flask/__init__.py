@@ -8,8 +8,9 @@ from typing import Any
 
 from flask import Flask
 from flask.sessions import SessionInterface
-from sqlalchemy import event
+from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
 from .catalog import load_catalog
 from .config import load_config
@@ -17,6 +18,7 @@ from .errors import register_error_handlers
 from .batching import register_batchers
 from .extensions import db, limiter, migrate
 from . import logs, metrics, security
+from .startup import StartupError, check_schema, is_serving
 
 
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
@@ -26,6 +28,8 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     if test_config:
         app.config.update(test_config)
     configure(app)
+    if is_serving() and not app.config.get("TESTING"):
+        check_schema(create_engine(app.config["SQLALCHEMY_DATABASE_URI"]), migrate.directory)
     register_extensions(app)
     app.extensions["neptun_catalog"] = load_catalog(app.config["NEPTUN_MODELS_FILE"])
     register_blueprints(app)
@@ -44,12 +48,18 @@ def configure(app: Flask) -> None:
     logging.getLogger("flask-limiter").setLevel(logging.WARNING)
     if not config["SECRET_KEY"]:
         if not (config["DEBUG_MODE"] or config.get("TESTING")):
-            raise RuntimeError("SECRET_KEY must be set (or FLASK_DEBUG=1 for development)")
+            raise StartupError("SECRET_KEY must be set (or FLASK_DEBUG=1 for development)")
         config["SECRET_KEY"] = "dev-only-secret"
     if not config["SQLALCHEMY_DATABASE_URI"]:
         os.makedirs(app.instance_path, exist_ok=True)
         config["SQLALCHEMY_DATABASE_URI"] = (
             "sqlite:///" + os.path.join(app.instance_path, "neptun.sqlite3"))
+    try:
+        make_url(config["SQLALCHEMY_DATABASE_URI"]).get_dialect()
+    except (ArgumentError, NoSuchModuleError, ValueError) as error:
+        # (The URL itself is not repeated: it may hold a password.)
+        raise StartupError(f"DATABASE_URL is not a usable SQLAlchemy database URL "
+                           f"({type(error).__name__})") from None
     config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", _engine_options(config))
 
 

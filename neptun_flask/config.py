@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import os
 
+from .startup import StartupError
+
 DEFAULT_SYSTEM_PROMPT = (
     "You have to answer all my questions and provide all information using Markdown syntax. "
     "This includes formatting text, adding lists, inserting links, using code blocks, and any "
@@ -26,7 +28,7 @@ def _number(env: dict, name: str, default, kind=int):
         return kind(raw)
     except ValueError:
         noun = "an integer" if kind is int else "a number"
-        raise RuntimeError(f"{name} must be {noun}, got {raw!r}") from None
+        raise StartupError(f"{name} must be {noun}, got {raw!r}") from None
 
 
 def _int(env: dict, name: str, default: int) -> int:
@@ -53,7 +55,7 @@ def log_format(env: dict | None = None) -> str:
     env = os.environ if env is None else env
     value = (env.get("LOG_FORMAT") or "text").strip().lower()
     if value not in ("text", "json"):
-        raise RuntimeError(f"LOG_FORMAT must be text or json, got {env.get('LOG_FORMAT')!r}")
+        raise StartupError(f"LOG_FORMAT must be text or json, got {env.get('LOG_FORMAT')!r}")
     return value
 
 
