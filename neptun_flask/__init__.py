@@ -7,14 +7,17 @@ from typing import Any
 
 from flask import Flask
 from flask.sessions import SessionInterface
-from sqlalchemy import event
+from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
 from .catalog import load_catalog
 from .config import load_config
 from .errors import register_error_handlers
 from .batching import register_batchers
 from .extensions import db, limiter, migrate
+from . import logs, metrics, security
+from .startup import StartupError, check_schema, is_serving
 
 
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
@@ -24,28 +27,38 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     if test_config:
         app.config.update(test_config)
     configure(app)
+    if is_serving() and not app.config.get("TESTING"):
+        check_schema(create_engine(app.config["SQLALCHEMY_DATABASE_URI"]), migrate.directory)
     register_extensions(app)
     app.extensions["neptun_catalog"] = load_catalog(app.config["NEPTUN_MODELS_FILE"])
     register_blueprints(app)
     register_error_handlers(app)
+    metrics.init_app(app)
+    logs.init_app(app)
+    security.init_app(app)
     return app
 
 
 def configure(app: Flask) -> None:
     """Fill derived settings; refuse to start without a secret in production."""
     config = app.config
-    logging.basicConfig(level=config["LOG_LEVEL"],
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.configure_logging(config["LOG_LEVEL"], config["LOG_FORMAT"])
     # flask-limiter logs the rate-limit key (it holds the email tried) at info level.
     logging.getLogger("flask-limiter").setLevel(logging.WARNING)
     if not config["SECRET_KEY"]:
         if not (config["DEBUG_MODE"] or config.get("TESTING")):
-            raise RuntimeError("SECRET_KEY must be set (or FLASK_DEBUG=1 for development)")
+            raise StartupError("SECRET_KEY must be set (or FLASK_DEBUG=1 for development)")
         config["SECRET_KEY"] = "dev-only-secret"
     if not config["SQLALCHEMY_DATABASE_URI"]:
         os.makedirs(app.instance_path, exist_ok=True)
         config["SQLALCHEMY_DATABASE_URI"] = (
             "sqlite:///" + os.path.join(app.instance_path, "neptun.sqlite3"))
+    try:
+        make_url(config["SQLALCHEMY_DATABASE_URI"]).get_dialect()
+    except (ArgumentError, NoSuchModuleError, ValueError) as error:
+        # (The URL itself is not repeated: it may hold a password.)
+        raise StartupError(f"DATABASE_URL is not a usable SQLAlchemy database URL "
+                           f"({type(error).__name__})") from None
     config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", _engine_options(config))
 
 
@@ -112,7 +125,7 @@ def register_extensions(app: Flask) -> None:
     from .auth.sessions import find_sessions
     from .generations import store as generations_store
     register_batchers(app, sessions=find_sessions, chat_requests=admit_chat_requests,
-                      generation_ends=generations_store.finish)
+                      generation_ends=metrics.count_stores(generations_store.finish))
     register_generations(app)
 
 

@@ -28,6 +28,7 @@ from flask import Flask, current_app
 from sqlalchemy import exc
 from sqlalchemy.engine import Engine
 
+from . import metrics
 from .extensions import db
 
 #: Most items one call of ``handle`` takes; more stay queued for the next one.
@@ -140,6 +141,8 @@ class Batcher:
 
     def _deliver(self, batch: list[_Pending]) -> None:
         """Run ``handle`` on the batch's items and hand out the results."""
+        metrics.batch_size(getattr(getattr(self._handle, "func", None), "__name__", "other"),
+                           len(batch))
         results = self._handle([pending.item for pending in batch])
         for pending, result in zip(batch, results, strict=True):
             pending.result = result

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import os
 
+from .startup import StartupError
+
 DEFAULT_SYSTEM_PROMPT = (
     "You have to answer all my questions and provide all information using Markdown syntax. "
     "This includes formatting text, adding lists, inserting links, using code blocks, and any "
@@ -26,7 +28,7 @@ def _number(env: dict, name: str, default, kind=int):
         return kind(raw)
     except ValueError:
         noun = "an integer" if kind is int else "a number"
-        raise RuntimeError(f"{name} must be {noun}, got {raw!r}") from None
+        raise StartupError(f"{name} must be {noun}, got {raw!r}") from None
 
 
 def _int(env: dict, name: str, default: int) -> int:
@@ -46,6 +48,15 @@ def normalize_database_url(url: str) -> str:
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url[len("postgresql://"):]
     return url
+
+
+def log_format(env: dict | None = None) -> str:
+    """``LOG_FORMAT``: ``text`` (the default) or ``json``."""
+    env = os.environ if env is None else env
+    value = (env.get("LOG_FORMAT") or "text").strip().lower()
+    if value not in ("text", "json"):
+        raise StartupError(f"LOG_FORMAT must be text or json, got {env.get('LOG_FORMAT')!r}")
+    return value
 
 
 def load_config(env: dict | None = None) -> dict:
@@ -92,10 +103,15 @@ def load_config(env: dict | None = None) -> dict:
         "UPSTREAM_IDLE_TIMEOUT": _float(env, "UPSTREAM_IDLE_TIMEOUT", 60.0),
         "UPSTREAM_TOTAL_TIMEOUT": _float(env, "UPSTREAM_TOTAL_TIMEOUT", 600.0),
         "LOG_LEVEL": env.get("LOG_LEVEL", "INFO"),
+        "LOG_FORMAT": log_format(env),
         "REDIS_URL": env.get("REDIS_URL") or None,
         "REDIS_KEY_PREFIX": env.get("REDIS_KEY_PREFIX", "neptun:"),
         "STREAM_DETACH_GRACE_SECONDS": _float(env, "STREAM_DETACH_GRACE_SECONDS", 20.0),
         "STREAM_REAP_SECONDS": _float(env, "STREAM_REAP_SECONDS", 60.0),
         "REPLY_RETRY_SECONDS": _float(env, "REPLY_RETRY_SECONDS", 120.0),
         "NEPTUN_WEB_DIST": env.get("NEPTUN_WEB_DIST") or None,
+        "METRICS_ENABLED": _bool(env.get("METRICS_ENABLED"), False),
+        "METRICS_TOKEN": env.get("METRICS_TOKEN") or None,
+        "CORS_ORIGINS": [origin.strip().rstrip("/") for origin in
+                         env.get("CORS_ORIGINS", "").split(",") if origin.strip()],
     }

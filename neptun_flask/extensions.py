@@ -1,4 +1,6 @@
 """Flask extensions, created unbound and bound to the app in ``create_app``."""
+from pathlib import Path
+
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from flask_migrate import Migrate
@@ -11,7 +13,9 @@ class Base(DeclarativeBase):
 
 
 db = SQLAlchemy(model_class=Base)
-migrate = Migrate()
+#: The Alembic migrations, shipped inside the package (found from any working folder).
+MIGRATIONS = str(Path(__file__).resolve().parent / "migrations")
+migrate = Migrate(directory=MIGRATIONS)
 # No default limits: only the routes that opt in are limited. A storage that fails (Redis
 # away) lets requests through with a logged warning instead of failing them.
 limiter = Limiter(key_func=get_remote_address, default_limits=[], swallow_errors=True)

@@ -16,6 +16,8 @@ from gunicorn.workers.ggevent import GeventWorker
 #: Seconds before the graceful timeout's end at which running generations are interrupted,
 #: leaving time to store them (half the timeout when it is shorter than twice this).
 STORE_MARGIN = 1.5
+#: gunicorn's own lines in JSON too when LOG_FORMAT=json.
+logger_class = "neptun_flask.logs.GunicornLogger"
 
 
 def post_worker_init(worker) -> None:
@@ -38,6 +40,43 @@ def worker_exit(server, worker) -> None:
     """The worker is leaving: store whatever still runs as interrupted."""
     from .generations.manager import interrupt_all
     interrupt_all(wait=1.0)
+
+
+#: The metrics folder this master made (and removes at exit), if it made one.
+_metrics_dir: str | None = None
+
+
+def on_starting(server) -> None:
+    """Before any worker: a clean folder for prometheus-client's per-process metric files
+    (multiprocess mode, so /metrics sums the workers). ``PROMETHEUS_MULTIPROC_DIR`` if set
+    (emptied of a previous run's files), else a fresh temporary folder; the workers inherit
+    the variable."""
+    global _metrics_dir
+    import glob
+    import os
+    import tempfile
+
+    path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if path:
+        os.makedirs(path, exist_ok=True)
+        for stale in glob.glob(os.path.join(path, "*.db")):
+            os.remove(stale)
+    else:
+        _metrics_dir = tempfile.mkdtemp(prefix="neptun-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = _metrics_dir
+
+
+def child_exit(server, worker) -> None:
+    """A worker is gone: drop its live gauges (active streams) from the sums."""
+    from prometheus_client import multiprocess
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server) -> None:
+    """Remove the metrics folder this master made."""
+    if _metrics_dir:
+        import shutil
+        shutil.rmtree(_metrics_dir, ignore_errors=True)
 
 
 class JsonErrorsWorker(GeventWorker):

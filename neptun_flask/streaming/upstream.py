@@ -12,6 +12,7 @@ import orjson
 import requests
 from requests.adapters import HTTPAdapter
 
+from .. import metrics
 from ..errors import ApiError
 from ..providers.base import Adapter, UpstreamRequest
 
@@ -81,6 +82,7 @@ def _status_error(response: requests.Response, adapter: Adapter, provider: str) 
     """The API error for a non-200 upstream answer; its message is the adapter's plain,
     bounded text of the error body (a 404's goes in ``data``, beside the documented one)."""
     status = response.status_code
+    metrics.upstream_error(provider, status)
     message = adapter.error_message(status, _read_error_body(response))
     log.warning("upstream %s answered %s for model %s", provider, status,
                 _model_of(response.request))

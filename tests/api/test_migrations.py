@@ -13,7 +13,7 @@ from neptun_flask import create_app
 from neptun_flask.extensions import db
 from tests.conftest import POSTGRES_URL, make_test_config, postgres_database
 
-MIGRATIONS = str(Path(__file__).resolve().parents[2] / "migrations")
+MIGRATIONS = str(Path(__file__).resolve().parents[2] / "neptun_flask" / "migrations")
 # Migrations are checked on both databases in every run: PostgreSQL runs on every machine.
 PG_SERVER_URL = POSTGRES_URL or "postgresql://postgres@127.0.0.1:5432/test"
 TABLES = {"users", "sessions", "chats", "chat_messages", "generations", "generation_events",
