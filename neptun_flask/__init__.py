@@ -125,7 +125,7 @@ def register_extensions(app: Flask) -> None:
     from .auth.sessions import find_sessions
     from .generations import store as generations_store
     register_batchers(app, sessions=find_sessions, chat_requests=admit_chat_requests,
-                      generation_ends=metrics.count_stores(generations_store.finish))
+                      generation_ends=generations_store.finish)
     register_generations(app)
 
 

@@ -10,8 +10,6 @@ from flask import Flask, has_request_context, jsonify, request
 from sqlalchemy import exc
 from werkzeug.exceptions import HTTPException
 
-from .batching import BatchTimeout
-
 log = logging.getLogger(__name__)
 
 # Headers of an HTTPException worth keeping on the JSON error (405's Allow, 429's Retry-After).
@@ -100,9 +98,9 @@ def _handle_unexpected(error: Exception):
 
 
 #: The database is away, not the request wrong: a refused, reset or silent connection, the pool
-#: exhausted past its timeout, or a batched step that did not finish in time.
+#: exhausted past its timeout (and a batched step that did not finish in time, below).
 DATABASE_AWAY = (exc.OperationalError, exc.InterfaceError, exc.DisconnectionError,
-                 exc.TimeoutError, BatchTimeout)
+                 exc.TimeoutError)
 
 
 def _handle_database_away(error: Exception):
@@ -114,7 +112,8 @@ def _handle_database_away(error: Exception):
 def register_error_handlers(app: Flask) -> None:
     """Register the JSON handlers on the app (blueprint handlers never see unmatched URLs)."""
     app.register_error_handler(ApiError, _handle_api_error)
-    for kind in DATABASE_AWAY:
+    from .batching import BatchTimeout   # batching uses the metrics, which use this module
+    for kind in (*DATABASE_AWAY, BatchTimeout):
         app.register_error_handler(kind, _handle_database_away)
     app.register_error_handler(HTTPException, _handle_http_exception)
     app.register_error_handler(Exception, _handle_unexpected)

@@ -15,9 +15,6 @@ from __future__ import annotations
 import hmac
 import os
 import threading
-from collections.abc import Callable
-from functools import wraps
-from typing import Any
 
 from flask import Blueprint, Flask, current_app, request
 
@@ -114,36 +111,18 @@ def stream_closed() -> None:
 
 
 def reply_stored(count: int = 1) -> None:
-    """Count stored finished replies; wired in ``count_stores`` around the generation_ends
-    batcher (neptun_flask/__init__.py)."""
+    """Count stored finished replies (generations/manager.py, once each, retries included)."""
     get().replies_stored.inc(count)
 
 
 def reply_store_failed(count: int = 1) -> None:
-    """Count finished replies that could not be stored; wired in ``count_stores``."""
+    """Count finished replies lost: the database refused them for REPLY_RETRY_SECONDS."""
     get().replies_failed.inc(count)
 
 
 def batch_size(name: str, size: int) -> None:
     """Call per batched database step (wired in batching.py's ``Batcher._deliver``)."""
     get().batch_size.labels(name).observe(size)
-
-
-def count_stores(handle: Callable[[Any, list], list]) -> Callable[[Any, list], list]:
-    """Wrap a batched store of finished replies (``handle(engine, items)``) to count them:
-    a batch that commits stores all its items; one that fails is retried item by item by the
-    batcher, so a failure is counted only for a batch of one."""
-    @wraps(handle)
-    def counted(engine, items: list) -> list:
-        try:
-            results = handle(engine, items)
-        except Exception:
-            if len(items) == 1:
-                reply_store_failed()
-            raise
-        reply_stored(len(items))
-        return results
-    return counted
 
 
 def request_done(response):

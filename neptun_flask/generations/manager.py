@@ -23,6 +23,7 @@ import orjson
 from ..streaming.parts import finish_part, is_finish, start_part
 from ..streaming.reader import LogReader, RunReader
 from ..streaming.run import Run
+from .. import metrics
 from ..models import utcnow
 from . import store
 from .log import PRESENCE_SECONDS
@@ -106,6 +107,9 @@ class Generations:
         any reader sees the finish part."""
         if run.key is None:
             self._unstored.discard(run)
+            _, _, prompt, completion = tail[-1]
+            metrics.reply_finished(run.model_id, prompt, completion,
+                                   run.seconds_to_first_token(), run.seconds())
             if after is not None:
                 after(run, tail)
             return
@@ -120,8 +124,11 @@ class Generations:
         item = {"row_id": generation_id, "text": run.reply.text, "reason": run.reason,
                 "prompt": prompt, "completion": completion}
         chat_id = self._chat_ids.pop(generation_id, None)
+        metrics.reply_finished(run.model_id, prompt, completion, run.seconds_to_first_token(),
+                               run.seconds())
         try:
             self._finish(item)
+            metrics.reply_stored()
         except Exception as error:  # noqa: BLE001 - kept and retried: never dropped
             log.warning("could not store generation %s (%s); retrying for %s s", generation_id,
                         type(error).__name__, self.retry_seconds)
@@ -145,9 +152,11 @@ class Generations:
                 pause = min(pause * 2, 10.0)
                 continue
             log.info("stored generation %s after a retry", item["row_id"])
+            metrics.reply_stored()
             return
         log.error("lost the end of the reply in chat %s (message %s): the database refused it "
                   "for %s s", chat_id, item["row_id"], self.retry_seconds)
+        metrics.reply_store_failed()
 
     def _claim(self, run: Run, tail: list = ()) -> list[tuple[int, int, bytes]]:
         """The run's parts not yet in the log (and ``tail``) as one numbered batch, marked

@@ -9,6 +9,7 @@ from __future__ import annotations
 import socket
 from collections.abc import Iterator
 
+from .. import metrics
 from .disconnect import watch_disconnect
 from .protocol import Encoder, TextEncoder, encode
 from .run import Run
@@ -30,6 +31,7 @@ class RunReader:
         self._generator = None
         self._client_socket = environ.get("gunicorn.socket")
         self._stop_watch = watch_disconnect(environ, self._gone)
+        metrics.stream_opened()
 
     def __iter__(self):
         self._generator = self._generate()
@@ -83,6 +85,7 @@ class RunReader:
         self._stop_watch()
         self._run.detach(self._wakeup)
         self._wakeup.set()
+        metrics.stream_closed()
 
     def close(self) -> None:
         """Called by the WSGI server at the end, in the request's greenlet."""
@@ -100,8 +103,10 @@ class LogReader:
         self._batches = batches
         self._encoder = encoder
         self._gone = False
+        self._closed = False
         self._stop_watch = watch_disconnect(environ, self._left)
         self._generator = None
+        metrics.stream_opened()
 
     def __iter__(self):
         self._generator = self._generate()
@@ -124,6 +129,9 @@ class LogReader:
     def close(self) -> None:
         """Called by the WSGI server at the end, in the request's greenlet."""
         self._left()
+        if not self._closed:
+            self._closed = True
+            metrics.stream_closed()
         if self._generator is not None:
             self._generator.close()
         close = getattr(self._batches, "close", None)

@@ -15,6 +15,7 @@ from collections.abc import Callable
 
 import requests
 
+from .. import metrics
 from ..providers.base import UpstreamRequest
 from ..providers.framing import EventDecoder, MalformedEvent
 from .reply import Reply
@@ -40,7 +41,10 @@ class Run:
         self._decoder = EventDecoder(adapter, request.framing)
         self._idle = False     # the idle timeout replaces the first-token one at first content
         self._idle_timeout = timeouts.idle
-        self._deadline = time.monotonic() + timeouts.total
+        self._started = time.monotonic()
+        self._first_content: float | None = None
+        self._ended_at: float | None = None
+        self._deadline = self._started + timeouts.total
         # Every upstream event of a reply carries at least one token (a few more carry usage
         # or the finish): an upstream that sends more is cut there, as at its length limit.
         self._events = 0
@@ -49,6 +53,7 @@ class Run:
                            max_tokens=max_tokens, starts_in_reasoning=request.starts_in_reasoning)
         self.parts = self.reply.parts
         self.model_id = model_id
+        self.provider = adapter.name
         self.key = key                  # the stored run's id (its message row); None if unstored
         self.resumable = resumable
         self._on_end = on_end
@@ -97,6 +102,7 @@ class Run:
                     reply.cut_at_length()
                 if not self._idle and reply.generated_chars:
                     self._idle = True
+                    self._first_content = time.monotonic()
                     set_read_timeout(self._response, self._idle_timeout)
                 if not reply.done and time.monotonic() > self._deadline:
                     reply.fail(TOTAL_TIMEOUT_MESSAGE)
@@ -116,11 +122,13 @@ class Run:
                 reply.fail(_describe(error))
                 log.warning("upstream stream failed for %s: %s", self.model_id,
                             type(error).__name__)
+                metrics.upstream_error(self.provider, "stream")
 
     def _end(self) -> None:
         """Finish the log: hand the end to ``on_end`` (the reply is stored there), then append
         the error and finish parts and wake the readers; release the upstream last."""
         reply = self.reply
+        self._ended_at = time.monotonic()
         reply.flush_filters()
         self.reason = self.cancelled or reply.finish_reason()
         tail = reply.end_parts(self.reason)
@@ -144,6 +152,14 @@ class Run:
                 pass
         except Exception:  # noqa: BLE001 - then the connection is simply not reused
             pass
+
+    def seconds_to_first_token(self) -> float | None:
+        """From the upstream call's start to the first content, if any came."""
+        return None if self._first_content is None else self._first_content - self._started
+
+    def seconds(self) -> float:
+        """From the upstream call's start to the end (or now)."""
+        return (self._ended_at or time.monotonic()) - self._started
 
     # Readers and control, from any greenlet of the process.
 

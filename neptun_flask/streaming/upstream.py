@@ -66,9 +66,11 @@ def open_upstream(request: UpstreamRequest, adapter: Adapter, provider: str,
     try:
         response = _send(request, timeouts)
     except requests.Timeout:
+        metrics.upstream_error(provider, "timeout")
         raise ApiError(504, f"Provider {provider} timed out") from None
     except requests.RequestException as error:
         log.warning("upstream %s unreachable: %s", provider, type(error).__name__)
+        metrics.upstream_error(provider, "unreachable")
         raise ApiError(503, f"Provider {provider} is unreachable") from None
     if response.status_code == 200:
         return response

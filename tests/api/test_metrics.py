@@ -76,26 +76,14 @@ def test_reply_finished_observes_ttft_tpot_and_tokens():
 
 
 def test_stream_gauge_and_store_counters():
-    """stream_opened/closed move the gauge; count_stores counts a committed batch's items,
-    and a failure only for a batch of one (a larger one is retried item by item)."""
+    """stream_opened/closed move the gauge; stored and lost replies count."""
     start = value("neptun_active_streams")
     metrics.stream_opened(), metrics.stream_opened(), metrics.stream_closed()
     assert value("neptun_active_streams") == start + 1
     metrics.stream_closed()
-
-    def handle(engine, items):
-        if "bad" in items:
-            raise ValueError("bad item")
-        return [None] * len(items)
-
-    counted = metrics.count_stores(handle)
     stored, failed = value("neptun_replies_stored_total"), value("neptun_replies_failed_total")
-    assert counted(None, ["a", "b", "c"]) == [None] * 3
-    with pytest.raises(ValueError):
-        counted(None, ["a", "bad"])
-    with pytest.raises(ValueError):
-        counted(None, ["bad"])
-    assert value("neptun_replies_stored_total") == stored + 3
+    metrics.reply_stored(), metrics.reply_stored(), metrics.reply_store_failed()
+    assert value("neptun_replies_stored_total") == stored + 2
     assert value("neptun_replies_failed_total") == failed + 1
 
 
