@@ -19,6 +19,7 @@ import threading
 from flask import Blueprint, Flask, current_app, request
 
 from .errors import error_response
+from .openapi import operation
 
 _SECONDS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 30.0, 60.0)
 _TOKEN_SECONDS = (0.002, 0.005, 0.01, 0.02, 0.035, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0)
@@ -138,6 +139,9 @@ bp = Blueprint("metrics", __name__)
 
 
 @bp.get("/metrics")
+@operation("Prometheus metrics (only with METRICS_ENABLED; METRICS_TOKEN as a bearer)",
+           tag="operations", public=True, errors=(401,),
+           responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}})
 def scrape():
     """The metrics in Prometheus' text format; with METRICS_TOKEN, only for its bearer."""
     token = current_app.config["METRICS_TOKEN"]

@@ -44,6 +44,7 @@ _IMPLICIT = {"HEAD", "OPTIONS"}
 _CONVERTER = re.compile(r"<(?:(\w+)(?:\([^)]*\))?:)?(\w+)>")
 _PATH_SCHEMAS = {
     "int": {"type": "integer", "minimum": 0, "maximum": MAX_ID},
+    "path": {"type": "string", "minLength": 1},
     "default": {"type": "string", "minLength": 1, "pattern": "^[^/]+$"},
 }
 

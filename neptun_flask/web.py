@@ -13,6 +13,7 @@ from pathlib import Path
 from flask import Blueprint, current_app, send_from_directory
 
 from .errors import error_response
+from .openapi import operation
 
 bp = Blueprint("web", __name__)
 
@@ -31,6 +32,9 @@ def _dist() -> Path:
 
 
 @bp.get("/")
+@operation("The chat page (HTML)", tag="page", public=True, errors=(503,),
+           responses={200: {"content": {"text/html": {"schema": {"type": "string"}}}}},
+           description="503 with the command that builds it when the page is not built.")
 def index():
     """The page; 503 when it has not been built."""
     dist = _dist()
@@ -46,6 +50,9 @@ def index():
 
 
 @bp.get("/assets/<path:filename>")
+@operation("A file of the chat page (hashed name, cached for a year)", tag="page",
+           public=True, errors=(404,),
+           responses={200: {"content": {"*/*": {"schema": {"type": "string"}}}}})
 def asset(filename: str):
     """A hashed build file (404 in the error shape when there is none)."""
     response = send_from_directory(_dist() / "assets", filename, max_age=ONE_YEAR)

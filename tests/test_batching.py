@@ -6,9 +6,10 @@ import threading
 import time
 
 import pytest
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from neptun_flask import batching
-from neptun_flask.batching import Batcher
+from neptun_flask.batching import Batcher, BatchTimeout
 
 
 def run_concurrently(batcher: Batcher, items: list) -> dict:
@@ -73,13 +74,42 @@ def test_a_failing_item_fails_only_its_own_caller():
     def handle(items):
         calls.append(list(items))
         if 13 in items:
-            raise ValueError("unlucky")
+            raise IntegrityError("INSERT", None, ValueError("unlucky"))
         return [-item for item in items]
 
     outcomes = run_concurrently(Batcher(handle), list(range(10, 16)))
-    assert isinstance(outcomes.pop(13), ValueError)
+    assert isinstance(outcomes.pop(13), IntegrityError)
     assert outcomes == {item: -item for item in (10, 11, 12, 14, 15)}
     assert [13] in calls, "a failed batch is retried item by item"
+
+
+def test_a_database_away_fails_the_whole_batch_at_once():
+    """An error not about one item (the connection, the pool) is every caller's at once: no
+    item-by-item retries against a database that is away."""
+    calls: list[list[int]] = []
+
+    def handle(items):
+        calls.append(list(items))
+        raise OperationalError("SELECT", None, ConnectionError("gone"))
+
+    outcomes = run_concurrently(Batcher(handle), list(range(6)))
+    assert all(isinstance(outcome, OperationalError) for outcome in outcomes.values())
+    assert sum(len(call) for call in calls) == 6, "each item was tried once"
+
+
+def test_a_caller_waits_at_most_its_bound():
+    """A batch stuck on the database: its caller gives up after the bound (503 upstream)."""
+    release = threading.Event()
+
+    def handle(items):
+        release.wait(5)
+        return items
+
+    started = time.monotonic()
+    with pytest.raises(BatchTimeout):
+        Batcher(handle, wait_seconds=0.2)(1)
+    assert time.monotonic() - started < 1.0
+    release.set()
 
 
 def test_a_result_list_of_the_wrong_length_is_an_error():

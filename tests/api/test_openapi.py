@@ -81,7 +81,8 @@ def test_session_cookie_security_scheme(client):
     public = {path for path, item in document["paths"].items()
               if all(not op["security"] for m, op in item.items() if m != "parameters")}
     assert public == {"/api/auth/sign-up", "/api/auth/login", "/api/auth/logout",
-                      "/api/models", "/models", "/health", "/api/openapi.json"}
+                      "/api/models", "/models", "/health", "/api/openapi.json", "/",
+                      "/assets/{filename}"}
 
 
 def test_chat_routes_document_each_protocol_and_the_resume_and_stop_answers(client):

@@ -22,7 +22,7 @@ from tests.conftest import make_test_config
 from tests.fakes.upstream import FakeUpstream
 
 from .conftest import TIMEOUT_ENV
-from .server import API_KEY, ROOT, Gunicorn, upstream_env
+from .server import API_KEY, Gunicorn, upstream_env
 from .test_web_page import CHROMIUM, CHROMIUM_ARGS, DEEPSEEK, DESKTOP, DIST, DOCS, PHONE, WEB
 
 THINKING = ("The user wants to stream a reply into a Vue page. The service speaks the UI "
