@@ -7,9 +7,7 @@ fields and types throw) and v7 the current ai 7 with @ai-sdk/vue 4; chat.mjs dri
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
-import threading
 import time
 import uuid
 from pathlib import Path
@@ -19,6 +17,7 @@ import pytest
 from tests.fakes.protocols import expected_text
 
 from .node import node_with_packages
+from .proxy import TcpProxy
 from .streams import parse_data_stream
 from .test_streaming import MODEL_PATHS, directive
 
@@ -89,55 +88,9 @@ def test_a_failure_mid_stream_reaches_on_error_with_our_message(run_chat, api, p
     assert api.messages(chat_id)[-1]["finish_reason"] == "error"
 
 
-class ByteProxy:
-    """A TCP proxy that hands the service's answer to the client one byte per write, so every
-    multi-byte character is split across the client's reads."""
-
-    def __init__(self, target_port: int):
-        self._target = target_port
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self._listener.getsockname()[1]
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self._listener.accept()
-            except OSError:
-                return
-            upstream = socket.create_connection(("127.0.0.1", self._target))
-            threading.Thread(target=self._pipe, args=(client, upstream, False),
-                             daemon=True).start()
-            threading.Thread(target=self._pipe, args=(upstream, client, True),
-                             daemon=True).start()
-
-    @staticmethod
-    def _pipe(source: socket.socket, sink: socket.socket, bytewise: bool) -> None:
-        sink.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        try:
-            while data := source.recv(65536):
-                if not bytewise:
-                    sink.sendall(data)
-                    continue
-                for index in range(len(data)):
-                    sink.sendall(data[index:index + 1])
-                    time.sleep(0.0002)
-        except OSError:
-            pass
-        finally:
-            for end in (source, sink):
-                try:
-                    end.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-
-    def close(self) -> None:
-        self._listener.close()
-
-
 def test_multi_byte_characters_split_across_reads_arrive_whole(run_chat, api, server):
     """Emoji, accents and CJK sent one byte per read come out of the SDK whole."""
-    proxy = ByteProxy(int(server.base_url.rsplit(":", 1)[1]))
+    proxy = TcpProxy(int(server.base_url.rsplit(":", 1)[1]), mode="bytewise")
     try:
         chat_id = api.create_chat("ollama/rwkv-6-world")
         pieces = ["👋🏽 héllo", " 中文", " Ωμέγα ✓"]

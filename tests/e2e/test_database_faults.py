@@ -4,8 +4,6 @@ proxy this test runs (never the machine's server itself): requests fail fast wit
 """
 from __future__ import annotations
 
-import socket
-import threading
 import time
 
 import pytest
@@ -14,81 +12,9 @@ import requests
 from tests.conftest import postgres_database
 
 from .conftest import TIMEOUT_ENV, Client
+from .proxy import TcpProxy
 from .server import Gunicorn, migrate, upstream_env
 from .test_generations import PG_SERVER_URL
-
-
-class Proxy:
-    """A TCP proxy to PostgreSQL with three modes: ``forward``; ``refuse`` (connections are
-    reset, new ones refused); ``blackhole`` (connections stay open, nothing passes: a
-    connection that met the black hole stays silent for good, as after a network partition,
-    while new ones work again once the mode is back to ``forward``)."""
-
-    def __init__(self, target_port: int):
-        self._target = target_port
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self._listener.getsockname()[1]
-        self.mode = "forward"
-        self._sockets: list[socket.socket] = []
-        self._lock = threading.Lock()
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self._listener.accept()
-            except OSError:
-                return
-            if self.mode == "refuse":
-                client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\1\0\0\0\0\0\0\0")
-                client.close()
-                continue
-            with self._lock:
-                self._sockets.append(client)
-            if self.mode == "blackhole":
-                continue   # held open, never answered
-            server = socket.create_connection(("127.0.0.1", self._target))
-            with self._lock:
-                self._sockets.append(server)
-            for source, sink in ((client, server), (server, client)):
-                threading.Thread(target=self._pipe, args=(source, sink), daemon=True).start()
-
-    def _pipe(self, source: socket.socket, sink: socket.socket) -> None:
-        try:
-            while data := source.recv(65536):
-                if self.mode == "blackhole":
-                    break   # as a partition does: this connection never carries a byte again
-                if self.mode == "refuse":
-                    self._reset(source, sink)
-                    return
-                sink.sendall(data)
-        except OSError:
-            return
-        while True:   # silent, not closed: the peer waits until it gives up by itself
-            try:
-                if not source.recv(65536):
-                    return
-            except OSError:
-                return
-
-    @staticmethod
-    def _reset(*sockets: socket.socket) -> None:
-        for end in sockets:
-            try:
-                end.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-    def set(self, mode: str) -> None:
-        """Switch mode; ``refuse`` also resets every open connection."""
-        self.mode = mode
-        if mode == "refuse":
-            with self._lock:
-                sockets, self._sockets = self._sockets, []
-            self._reset(*sockets)
-
-    def close(self) -> None:
-        self._listener.close()
-        self.set("refuse")
 
 
 @pytest.fixture(scope="module")
@@ -97,7 +23,7 @@ def faulty(upstream):
     proxy, DATABASE_TIMEOUT=6 s."""
     with postgres_database(PG_SERVER_URL, prefix="neptun_faults") as direct_url:
         migrate(direct_url)
-        proxy = Proxy(int(PG_SERVER_URL.rsplit(":", 1)[1].split("/")[0]))
+        proxy = TcpProxy(int(PG_SERVER_URL.rsplit(":", 1)[1].split("/")[0]))
         url = direct_url.replace(":5432/", f":{proxy.port}/")
         server = Gunicorn({"DATABASE_URL": url, **upstream_env(upstream.base_url),
                            **TIMEOUT_ENV, "DATABASE_TIMEOUT": "6"})
