@@ -100,6 +100,8 @@ class ChatMessage(db.Model):
     finish_reason: Mapped[str | None] = mapped_column(String(32))
     prompt_tokens: Mapped[int | None]
     completion_tokens: Mapped[int | None]
+    # The counts are this service's estimates (the upstream reported none); null before 0005.
+    usage_estimated: Mapped[bool | None]
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 

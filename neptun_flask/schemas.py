@@ -149,9 +149,12 @@ class ChatSchema(Schema):
 
 
 #: ``usage`` of a stored reply, in the AI SDK's names (documented shape; dumped by a method).
-_USAGE = {"type": ["object", "null"], "required": ["promptTokens", "completionTokens"],
+_USAGE = {"type": ["object", "null"],
+          "required": ["promptTokens", "completionTokens", "estimated"],
           "properties": {"promptTokens": {"type": ["integer", "null"]},
-                         "completionTokens": {"type": ["integer", "null"]}}}
+                         "completionTokens": {"type": ["integer", "null"]},
+                         "estimated": {"type": "boolean", "description":
+                                       "The counts are estimates (the upstream gave none)"}}}
 
 
 class ChatMessageSchema(Schema):
@@ -172,10 +175,12 @@ class ChatMessageSchema(Schema):
         return "generating" if obj.finish_reason is None and obj.actor == "assistant" else "done"
 
     def dump_usage(self, obj):
-        """Token usage in the AI SDK's names."""
+        """Token usage in the AI SDK's names; ``estimated`` when the upstream reported none
+        and the counts are this service's estimates."""
         if obj.prompt_tokens is None and obj.completion_tokens is None:
             return None
-        return {"promptTokens": obj.prompt_tokens, "completionTokens": obj.completion_tokens}
+        return {"promptTokens": obj.prompt_tokens, "completionTokens": obj.completion_tokens,
+                "estimated": bool(obj.usage_estimated)}
 
 
 #: Message part types a text-only service cannot take (AI SDK 5+ sends images as files).

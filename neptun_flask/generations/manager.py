@@ -122,7 +122,8 @@ class Generations:
             log.exception("could not append the end of generation %s to the log", generation_id)
         _, _, prompt, completion = tail[-1]
         item = {"row_id": generation_id, "text": run.reply.text, "reason": run.reason,
-                "prompt": prompt, "completion": completion}
+                "prompt": prompt, "completion": completion,
+                "estimated": run.reply.usage_estimated}
         chat_id = self._chat_ids.pop(generation_id, None)
         metrics.reply_finished(run.model_id, prompt, completion, run.seconds_to_first_token(),
                                run.seconds())

@@ -34,6 +34,7 @@ _FINISH_MESSAGE = (update(_messages).where(_messages.c.id == bindparam("row_id")
                    .values(message=bindparam("text"), finish_reason=bindparam("reason"),
                            prompt_tokens=bindparam("prompt"),
                            completion_tokens=bindparam("completion"),
+                           usage_estimated=bindparam("estimated"),
                            updated_at=bindparam("now")))
 _FINISH_GENERATION = (update(_generations).where(_generations.c.id == bindparam("row_id"))
                       .values(status=DONE, updated_at=bindparam("now")))

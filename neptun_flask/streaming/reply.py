@@ -119,6 +119,12 @@ class Reply:
             completion = math.ceil(self.generated_chars / 4)
         return prompt, completion
 
+    @property
+    def usage_estimated(self) -> bool:
+        """Whether a token count is this service's estimate (the upstream reported none)."""
+        usage = self._usage
+        return usage is None or usage.prompt_tokens is None or usage.completion_tokens is None
+
     def finish_reason(self) -> str:
         """The finish reason; upstreams that report none (Cloudflare) stop at max tokens."""
         if self.error is not None:

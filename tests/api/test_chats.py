@@ -195,7 +195,8 @@ def test_messages_oldest_first(app, client, user_id):
     assert [m["id"] for m in messages] == sorted(m["id"] for m in messages)
     assert messages[0]["usage"] is None and messages[0]["model"] is None
     assert messages[0]["finish_reason"] is None
-    assert messages[1]["usage"] == {"promptTokens": 12, "completionTokens": 1}
+    assert messages[1]["usage"] == {"promptTokens": 12, "completionTokens": 1,
+                                    "estimated": False}
     assert (messages[1]["model"], messages[1]["finish_reason"]) == (MODEL, "stop")
     assert messages[3]["usage"] is None and messages[3]["finish_reason"] == "length"
     assert datetime.fromisoformat(messages[0]["created_at"]).tzinfo is not None

@@ -80,6 +80,8 @@ def test_failure_after_first_byte(api, provider, fault):
     stored = api.messages(chat_id)[-1]
     assert (stored["actor"], stored["message"], stored["finish_reason"]) == (
         "assistant", sent, "error")
+    # The upstream failed before its usage: the stored counts are marked as estimates.
+    assert stored["usage"]["estimated"] is True and stored["usage"]["completionTokens"] > 0
 
 
 def test_stalled_upstream_hits_idle_timeout(api):
