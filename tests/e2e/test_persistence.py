@@ -14,7 +14,7 @@ from tests.fakes.protocols import expected_text
 
 from .conftest import Client
 from .streams import parse_data_stream
-from .test_streaming import MODEL_PATHS
+from .test_streaming import MODEL_PATHS, directive
 
 SEEDS = Path(__file__).resolve().parents[1] / "data" / "seeds"
 
@@ -86,3 +86,15 @@ def test_reply_is_stored_before_the_finish_parts(api, server):
     response.close()
     assert [m["actor"] for m in stored][-1] == "assistant"
     assert stored[-1]["message"] == expected_text(5)
+
+
+def test_a_reply_with_nul_characters_is_stored_without_them(api):
+    """PostgreSQL refuses U+0000 in text: a model's output holding it is stored (and its
+    text so far, while it streams) with the NUL removed, instead of being lost."""
+    chat_id = api.create_chat("ollama/rwkv-6-world")
+    pieces = ["before\x00", " mid\x00dle", " after"]
+    reply = parse_data_stream(api.chat(MODEL_PATHS["ollama"], directive(pieces=pieces),
+                                       chat_id).text)
+    assert reply.text == "".join(pieces)   # the client gets what the model said
+    stored = api.messages(chat_id)[-1]
+    assert (stored["message"], stored["finish_reason"]) == ("before middle after", "stop")
