@@ -86,8 +86,12 @@ def login():
     """Check credentials and open a fresh session."""
     data = load_body(_login)
     user = db.session.scalar(select(User).where(User.email == normalize_email(data["email"])))
+    stored_hash = user.password_hash if user else None
+    # The connection goes back to the pool while the password is checked (tens of ms in the
+    # hashing pool): a burst of logins must not hold the pool from every other request.
+    db.session.close()
     cost = current_app.config["PASSWORD_HASH_COST"]
-    if not verify_password(user.password_hash if user else None, data["password"], cost):
+    if not verify_password(stored_hash, data["password"], cost):
         raise ApiError(401, "Invalid email or password")
     return _logged_in(user, 200)
 
