@@ -8,6 +8,7 @@ from typing import Any
 from flask import Flask
 from flask.sessions import SessionInterface
 from sqlalchemy import create_engine, event
+from werkzeug.middleware.proxy_fix import ProxyFix
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
@@ -27,6 +28,10 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     if test_config:
         app.config.update(test_config)
     configure(app)
+    if app.config["TRUSTED_PROXIES"] > 0:
+        # The client address is the one X-Forwarded-For holds that many hops back; without
+        # trusted proxies the header is ignored (anyone could send one).
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=app.config["TRUSTED_PROXIES"])
     if is_serving() and not app.config.get("TESTING"):
         check_schema(create_engine(app.config["SQLALCHEMY_DATABASE_URI"]), migrate.directory)
     register_extensions(app)

@@ -5,7 +5,9 @@ from __future__ import annotations
 import hashlib
 
 import orjson
-from flask import current_app, request
+from flask import current_app, g, request
+
+from .. import fairuse
 
 from ..auth.sessions import session_token
 from ..catalog import CatalogEntry
@@ -56,11 +58,21 @@ def chat_response(entry: CatalogEntry | None, invalid_message: str):
         raise
     protocol = args["stream_protocol"] or _protocol_of(body)
     outcome = admit(token, chat_id, _turn(entry, body, protocol))
+    try:
+        slot = fairuse.admit_user(g.user_id, stream=outcome.kind == "new")
+    except ApiError:
+        if outcome.kind == "new":
+            generations().discard(outcome.generation_id)
+        raise
     encoder = new_encoder(protocol)
     if outcome.kind == "new":
         # AI SDK 5+ clients can resume (resumeStream()), so their disconnect is not a stop.
-        return _stream(entry, adapter, upstream_request, encoder, outcome.generation_id,
-                       args["resumable"] or protocol == "ui", chat_id)
+        try:
+            return _stream(entry, adapter, upstream_request, encoder, outcome.generation_id,
+                           args["resumable"] or protocol == "ui", chat_id, slot)
+        except BaseException:
+            slot.release()   # no run took it (a started run gives it back when it ends)
+            raise
     if outcome.kind == "attach":
         return _respond(generations().follow(outcome.generation_id, encoder, request.environ),
                         encoder)
@@ -129,9 +141,11 @@ def _build(entry: CatalogEntry, adapter, messages: list[dict]):
 
 
 def _stream(entry: CatalogEntry, adapter, upstream_request, encoder,
-            generation_id: int | None, resumable: bool, chat_id: int | None):
+            generation_id: int | None, resumable: bool, chat_id: int | None,
+            slot: fairuse.Slot = fairuse.NO_SLOT):
     """Open the upstream, read to its first content (so failures get a real status), then
-    hand the run to its own greenlet; the response is the run's first reader."""
+    hand the run to its own greenlet; the response is the run's first reader. The run gives
+    the user's stream ``slot`` back when it ends."""
     spec = entry.spec
     runs = generations()
     timeouts = Timeouts.from_config(current_app.config)
@@ -141,6 +155,7 @@ def _stream(entry: CatalogEntry, adapter, upstream_request, encoder,
         runs.discard(generation_id)
         raise
     run = runs.new_run(generation_id, resumable, chat_id=chat_id, response=response,
+                       on_end=fairuse.end_hook(slot, g.user_id),
                        adapter=adapter,
                        request=upstream_request, timeouts=timeouts, model_id=entry.model_id,
                        max_tokens=spec.parameters["max_new_tokens"])

@@ -28,19 +28,44 @@ _login = LoginSchema()
 
 
 def _login_limit() -> str:
-    """The configured login rate limit."""
+    """The configured login rate limit (per address and email; per address on sign-up)."""
     return current_app.config["LOGIN_RATE_LIMIT"]
 
 
-def _login_key() -> str:
-    """Rate-limit key: client address and the SHA-256 of the email being tried. The digest
-    bounds the key and is encodable whatever the body holds (a storage such as Redis must
-    encode the key: a lone surrogate could not be); the body is validated in the view."""
+def _address_limit() -> str:
+    """Logins per client address, whatever the emails."""
+    return current_app.config["LOGIN_RATE_LIMIT_PER_ADDRESS"]
+
+
+def _account_limit() -> str:
+    """Logins per email, whatever the addresses."""
+    return current_app.config["LOGIN_RATE_LIMIT_PER_ACCOUNT"]
+
+
+def _email_digest() -> str:
+    """The SHA-256 of the normalized email being tried. The digest bounds the key and is
+    encodable whatever the body holds (a storage such as Redis must encode the key: a lone
+    surrogate could not be); the body is validated in the view."""
     body = json_body()
     email = body.get("email") if isinstance(body, dict) else None
     tried = normalize_email(email) if isinstance(email, str) else ""
-    digest = hashlib.sha256(tried.encode("utf-8", "surrogatepass")).hexdigest()
-    return f"{get_remote_address()}|{digest}"
+    return hashlib.sha256(tried.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _login_key() -> str:
+    """Rate-limit key: client address (behind TRUSTED_PROXIES, the forwarded one) and the
+    email's digest."""
+    return f"{get_remote_address()}|{_email_digest()}"
+
+
+def _address_key() -> str:
+    """Rate-limit key: the client address alone."""
+    return f"address|{get_remote_address()}"
+
+
+def _account_key() -> str:
+    """Rate-limit key: the email's digest alone."""
+    return f"account|{_email_digest()}"
 
 
 def _session_payload(user: User, logged_in_at):
@@ -81,13 +106,21 @@ def sign_up():
 @bp.post("/login")
 @operation("Log in (sets a fresh session cookie)", tag="auth", public=True, body=LoginSchema,
            responses={200: SessionPayloadSchema}, errors=(401, 429))
+# The X-RateLimit-* headers of a request under every limit tell of the shortest window's, the
+# first registered (the lowest decorator) on a tie: the address and email one, the tightest.
+@limiter.limit(_account_limit, key_func=_account_key)
+@limiter.limit(_address_limit, key_func=_address_key)
 @limiter.limit(_login_limit, key_func=_login_key)
 def login():
     """Check credentials and open a fresh session."""
     data = load_body(_login)
     user = db.session.scalar(select(User).where(User.email == normalize_email(data["email"])))
+    stored_hash = user.password_hash if user else None
+    # The connection goes back to the pool while the password is checked (tens of ms in the
+    # hashing pool): a burst of logins must not hold the pool from every other request.
+    db.session.close()
     cost = current_app.config["PASSWORD_HASH_COST"]
-    if not verify_password(user.password_hash if user else None, data["password"], cost):
+    if not verify_password(stored_hash, data["password"], cost):
         raise ApiError(401, "Invalid email or password")
     return _logged_in(user, 200)
 

@@ -104,14 +104,20 @@ class Generations:
 
     def _ended(self, run: Run, tail: list, after=None) -> None:
         """A run's end (its ``on_end``): the rest of its log and its reply are stored before
-        any reader sees the finish part."""
+        any reader sees the finish part; ``after`` (the maker's hook) is told of every end."""
+        try:
+            self._end_run(run, tail)
+        finally:
+            if after is not None:
+                after(run, tail)
+
+    def _end_run(self, run: Run, tail: list) -> None:
+        """Store a run's end (see ``_ended``)."""
         if run.key is None:
             self._unstored.discard(run)
             _, _, prompt, completion = tail[-1]
             metrics.reply_finished(run.model_id, prompt, completion,
                                    run.seconds_to_first_token(), run.seconds())
-            if after is not None:
-                after(run, tail)
             return
         generation_id = run.key
         try:

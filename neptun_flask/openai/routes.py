@@ -13,6 +13,7 @@ from functools import partial
 
 from flask import Blueprint, current_app, g, jsonify, request
 
+from .. import fairuse
 from ..ai.settings import provider_settings
 from ..ai.view import generations
 from ..auth.sessions import current_session
@@ -94,7 +95,12 @@ def chat_completions():
     if unsupported:
         raise ApiError(400, f"{unsupported[0]} is not supported by {entry.model_id}.",
                        data={"code": "unsupported_parameter"})
-    run = _start(entry, adapter, body, key_id)
+    slot = fairuse.admit_user(g.user_id, stream=True)
+    try:
+        run = _start(entry, adapter, body, key_id, slot)
+    except BaseException:
+        slot.release()   # no run took it (a started run gives it back when it ends)
+        raise
     completion_id = f"chatcmpl-{uuid.uuid4().hex}"
     created = int(time.time())
     if body["stream"]:
@@ -110,7 +116,8 @@ def chat_completions():
     return jsonify(_completion(run, completion_id, entry.model_id, created))
 
 
-def _start(entry: CatalogEntry, adapter, body: dict, key_id: int | None):
+def _start(entry: CatalogEntry, adapter, body: dict, key_id: int | None,
+           slot: fairuse.Slot = fairuse.NO_SLOT):
     """Build the upstream request (the request's options over the catalog's parameters, its
     system messages instead of the default instruction), open it and read to the first
     content; the run is not stored in any chat."""
@@ -135,6 +142,7 @@ def _start(entry: CatalogEntry, adapter, body: dict, key_id: int | None):
     response = open_upstream(upstream_request, adapter, spec.provider, timeouts)
     engine = db.engine
     on_end = None if key_id is None else partial(_count_tokens, engine, key_id)
+    on_end = fairuse.end_hook(slot, g.user_id, after=on_end)
     run = generations().new_run(None, False, on_end=on_end, response=response, adapter=adapter,
                                 request=upstream_request, timeouts=timeouts,
                                 model_id=entry.model_id,
