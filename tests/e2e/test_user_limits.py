@@ -6,7 +6,6 @@ import time
 import uuid
 
 import pytest
-import requests
 
 from .conftest import TIMEOUT_ENV, Client
 from .server import Gunicorn, upstream_env
