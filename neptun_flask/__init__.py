@@ -128,26 +128,22 @@ def register_extensions(app: Flask) -> None:
     # Database work of concurrent requests, batched (see batching.py); after db is bound.
     from .ai.admission import admit_chat_requests
     from .auth.sessions import find_sessions
-    from .generations import store as generations_store
-    register_batchers(app, sessions=find_sessions, chat_requests=admit_chat_requests,
-                      generation_ends=generations_store.finish)
+    register_batchers(app, sessions=find_sessions, chat_requests=admit_chat_requests)
     register_generations(app)
 
 
 def register_generations(app: Flask) -> None:
     """The app's generations on this process, with the shared log its config names."""
-    from .batching import app_batcher
     from .generations.log import make_log
     from .generations.manager import Generations
 
     config = app.config
     with app.app_context():
         engine = db.engine
-        finisher = app_batcher("generation_ends")
     app.extensions["neptun_generations"] = Generations(
-        engine, make_log(config, engine), finisher,
-        grace=config["STREAM_DETACH_GRACE_SECONDS"], reap_seconds=config["STREAM_REAP_SECONDS"],
-        retry_seconds=config["REPLY_RETRY_SECONDS"])
+        engine, make_log(config, engine), grace=config["STREAM_DETACH_GRACE_SECONDS"],
+        reap_seconds=config["STREAM_REAP_SECONDS"], retry_seconds=config["REPLY_RETRY_SECONDS"],
+        wait_seconds=config["DATABASE_TIMEOUT"])
 
 
 def register_blueprints(app: Flask) -> None:

@@ -22,8 +22,9 @@ import orjson
 
 from ..streaming.parts import finish_part, is_finish, start_part
 from ..streaming.reader import LogReader, RunReader
-from ..streaming.run import Run
+from ..streaming.run import Run, spawn
 from .. import metrics
+from ..batching import Batcher
 from ..models import utcnow
 from . import store
 from .log import PRESENCE_SECONDS
@@ -45,11 +46,12 @@ _SETUP = threading.Lock()
 class Generations:
     """Runs of one app on this process, and the way to any run of the app, anywhere."""
 
-    def __init__(self, engine, shared_log, finisher, *, grace: float, reap_seconds: float,
-                 retry_seconds: float = 120.0):
+    def __init__(self, engine, shared_log, *, grace: float, reap_seconds: float,
+                 retry_seconds: float = 120.0, wait_seconds: float | None = None):
         self._engine = engine
         self.log = shared_log
-        self._finish = finisher          # batched store.finish
+        # Ends of concurrent runs: their last log batches, then their replies, in one step.
+        self._finish = Batcher(self._store_ends, wait_seconds)
         self.grace = grace
         self.reap_seconds = reap_seconds
         self.retry_seconds = retry_seconds
@@ -93,7 +95,7 @@ class Generations:
                 self._synced[run.key] = 0
             if not self._looping:
                 self._looping = True
-                threading.Thread(target=self._loop, name="generations", daemon=True).start()
+                spawn(self._loop)
         run.start()
 
     def discard(self, generation_id: int | None) -> None:
@@ -120,16 +122,15 @@ class Generations:
                                    run.seconds_to_first_token(), run.seconds())
             return
         generation_id = run.key
-        try:
-            with self._append_lock:
-                self.log.append(self._claim(run, tail))
-            self.log.ended([generation_id])
-        except Exception:  # noqa: BLE001 - the stored reply matters more than the log
-            log.exception("could not append the end of generation %s to the log", generation_id)
+        with self._append_lock:   # the loop no longer touches it: its last batch is ours
+            batches = self._claim(run, tail)
+            self._local.pop(generation_id, None)
+            self._cursors.pop(generation_id, None)
+            self._synced.pop(generation_id, None)
         _, _, prompt, completion = tail[-1]
         item = {"row_id": generation_id, "text": run.reply.text, "reason": run.reason,
                 "prompt": prompt, "completion": completion,
-                "estimated": run.reply.usage_estimated}
+                "estimated": run.reply.usage_estimated, "log": batches}
         chat_id = self._chat_ids.pop(generation_id, None)
         metrics.reply_finished(run.model_id, prompt, completion, run.seconds_to_first_token(),
                                run.seconds())
@@ -141,10 +142,22 @@ class Generations:
                         type(error).__name__, self.retry_seconds)
             threading.Thread(target=self._store_later, args=(item, chat_id), name="store-retry",
                              daemon=True).start()
-        finally:
-            self._local.pop(generation_id, None)
-            self._cursors.pop(generation_id, None)
-            self._synced.pop(generation_id, None)
+
+    def _store_ends(self, items: list[dict]) -> list[None]:
+        """The batched end of runs: their last log batches (after any append of the loop
+        still in flight, so a reader elsewhere gets every batch before the finish part), then
+        their replies and statuses in one transaction. A log that fails is logged: the stored
+        reply matters more."""
+        batches = [batch for item in items for batch in item["log"]]
+        try:
+            with self._append_lock:
+                self.log.append(batches)
+            self.log.ended([item["row_id"] for item in items])
+        except Exception:  # noqa: BLE001 - see above
+            log.exception("could not append the end of %s generations to the log", len(items))
+        for item in items:
+            item["log"] = []   # a retry stores the reply only
+        return store.finish(self._engine, items)
 
     def _store_later(self, item: dict, chat_id: int | None) -> None:
         """Store a finished reply the database refused, with backoff, for ``retry_seconds``;
@@ -173,7 +186,7 @@ class Generations:
             return []
         parts = run.parts
         count = len(parts)
-        if cursor[0] == count and not tail:
+        if cursor[0] >= count and not tail:
             return []
         batch = parts[cursor[0]:count] + list(tail)
         cursor[0] = count + len(tail)
@@ -194,6 +207,7 @@ class Generations:
     def _loop(self) -> None:
         """Keep the shared state of this process's runs current while there are any."""
         next_sync = time.monotonic() + SYNC
+        rounds = 0
         while True:
             time.sleep(TICK)
             with self._lock:
@@ -201,15 +215,18 @@ class Generations:
                     self._looping = False
                     return
             now = time.monotonic()
+            rounds += 1
             try:
-                self._tick(sync=now >= next_sync)
+                # Stop requests every other round: a stop still lands within a second.
+                self._tick(sync=now >= next_sync, stops=rounds % 2 == 0)
             except Exception:  # noqa: BLE001 - a database or Redis hiccup must not end the loop
                 log.exception("could not update the shared state of running generations")
             if now >= next_sync:
                 next_sync = now + SYNC
 
-    def _tick(self, sync: bool) -> None:
-        """One round: log, text and heartbeat, stop requests, grace windows, the reaper."""
+    def _tick(self, sync: bool, stops: bool = True) -> None:
+        """One round: log, text and heartbeat, stop requests (when ``stops``), grace windows,
+        the reaper."""
         runs = [run for run in list(self._local.values()) if not run.done]
         with self._append_lock:
             self.log.append([batch for run in runs for batch in self._claim(run)])
@@ -221,7 +238,7 @@ class Generations:
                     self._synced[run.key] = run.reply.generated_chars
                     texts[run.key] = run.reply.text
             store.sync(self._engine, texts, ids)
-        for generation_id in self.log.stop_requested(ids):
+        for generation_id in (self.log.stop_requested(ids) if stops else ()):
             run = self._local.get(generation_id)
             if run is not None:
                 run.cancel("stopped")

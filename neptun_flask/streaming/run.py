@@ -15,6 +15,12 @@ from collections.abc import Callable
 
 import requests
 
+try:
+    import gevent
+    from gevent import monkey
+except ImportError:  # pragma: no cover - gevent is a dependency, but keep flask run working
+    gevent = monkey = None
+
 from .. import metrics
 from ..providers.base import UpstreamRequest
 from ..providers.framing import EventDecoder, MalformedEvent
@@ -77,7 +83,7 @@ class Run:
 
     def start(self) -> None:
         """Go on reading in a greenlet (a thread outside gevent) of the run's own."""
-        threading.Thread(target=self.drive, name="run", daemon=True).start()
+        spawn(self.drive)
 
     def drive(self) -> None:
         """Read the rest of the reply, then end it, whatever happens (the run's greenlet)."""
@@ -194,6 +200,16 @@ class Run:
         """Wake every waiting reader."""
         for wakeup in self._wakeups:
             wakeup.set()
+
+
+def spawn(target) -> None:
+    """Run ``target`` in a greenlet of its own under gevent: scheduled, with no switch to it
+    now (a thread's start would switch, before the request's first byte goes out); outside
+    gevent, in a daemon thread."""
+    if gevent is not None and monkey.is_module_patched("threading"):
+        gevent.spawn(target)
+    else:
+        threading.Thread(target=target, daemon=True).start()
 
 
 def _describe(error: Exception) -> str:
