@@ -11,9 +11,9 @@ from sqlalchemy.exc import IntegrityError
 
 from ..auth.sessions import accept_session, cookie_hash, is_live, lookup_sessions
 from ..batching import app_batcher
-from ..chats.store import CHAT_NOT_FOUND, owned_pairs
+from ..chats.store import CHAT_NOT_FOUND
 from ..errors import ApiError
-from ..generations.store import Outcome, Turn, start_turns
+from ..generations.store import Outcome, Turn, chat_heads, start_turns
 from ..models import utcnow
 
 _UNSTORED = Outcome("new")
@@ -53,12 +53,13 @@ def admit_chat_requests(engine, items: list[tuple]) -> list[tuple]:
                     for row in (found.get(hashed) for hashed, _, _ in items)]
         asked = [index for index, ((_, chat_id, _), session) in enumerate(zip(items, sessions))
                  if session is not None and chat_id is not None]
-        owned = dict(zip(asked, owned_pairs(
-            connection, [(items[index][1], sessions[index].user_id) for index in asked])))
+        heads = chat_heads(connection, [items[index][1] for index in asked])
+        owned = {index: items[index][1] in heads
+                 and heads[items[index][1]][0] == sessions[index].user_id for index in asked}
         # In chat order: two batches lock the chats they touch in the same order (no deadlock).
         turning = sorted((index for index in asked if owned[index] and items[index][2] is not None),
                          key=lambda index: items[index][1])
         outcomes = dict(zip(turning, start_turns(
-            connection, [(items[index][1], items[index][2]) for index in turning])))
+            connection, [(items[index][1], items[index][2]) for index in turning], heads)))
     return [(session, owned.get(index, False), outcomes.get(index))
             for index, session in enumerate(sessions)]

@@ -1,7 +1,7 @@
 """Chat persistence shared by the chat routes, admission and generations."""
 from __future__ import annotations
 
-from sqlalchemy import bindparam, insert, select
+from sqlalchemy import insert
 
 from ..errors import ApiError
 from ..extensions import db
@@ -13,21 +13,11 @@ _chats = Chat.__table__
 
 # Built once: a statement built per call costs SQLAlchemy several times the query itself, and
 # every chat request runs these.
-_CHAT_OWNERS = select(_chats.c.id, _chats.c.user_id).where(
-    _chats.c.id.in_(bindparam("chat_ids", expanding=True)))
 _INSERT_MESSAGE = insert(_messages)
 #: The one answer for a chat that is missing or not the user's.
 CHAT_NOT_FOUND = "Chat not found"
 _NO_REPLY = {"model": None, "finish_reason": None, "prompt_tokens": None,
              "completion_tokens": None}
-
-
-def owned_pairs(connection, pairs: list[tuple[int, int]]) -> list[bool]:
-    """The rule, for (chat_id, user_id) pairs: the chat exists and is the user's."""
-    ids = sorted({chat_id for chat_id, _ in pairs if storable_id(chat_id)})
-    found = ({tuple(row) for row in connection.execute(_CHAT_OWNERS, {"chat_ids": ids})}
-             if ids else set())
-    return [pair in found for pair in pairs]
 
 
 def insert_rows(connection, rows: list[dict]) -> None:

@@ -12,7 +12,8 @@ from datetime import timedelta
 from sqlalchemy import bindparam, delete, func, insert, select, tuple_, update
 
 from ..chats.store import message_row
-from ..models import ChatMessage, Generation, GenerationEvent, utcnow
+from ..schemas import storable_id
+from ..models import Chat, ChatMessage, Generation, GenerationEvent, utcnow
 
 _messages = ChatMessage.__table__
 _generations = Generation.__table__
@@ -23,12 +24,20 @@ DONE = "done"
 #: How long a finished generation's SQL log is kept for readers still catching up.
 EVENTS_KEPT = timedelta(seconds=60)
 
-_LAST_IDS = (select(func.max(_messages.c.id)).where(
-    _messages.c.chat_id.in_(bindparam("chat_ids", expanding=True)))
-    .group_by(_messages.c.chat_id).scalar_subquery())
-_HEADS = (select(_messages.c.chat_id, _messages.c.id, _messages.c.actor, _messages.c.message)
-          .where(_messages.c.id.in_(_LAST_IDS)))
-_INSERT_MESSAGES = insert(_messages).returning(_messages.c.id, sort_by_parameter_order=True)
+_chats = Chat.__table__
+_newer = _messages.alias("newer")
+# Each asked chat's owner and its newest message, in one query (the owner check and the
+# repeated-turn check of a chat request share it).
+_HEADS = (select(_chats.c.id, _chats.c.user_id, _messages.c.id, _messages.c.actor,
+                 _messages.c.message)
+          .select_from(_chats.outerjoin(_messages, _messages.c.id == (
+              select(func.max(_newer.c.id)).where(_newer.c.chat_id == _chats.c.id)
+              .correlate(_chats).scalar_subquery())))
+          .where(_chats.c.id.in_(bindparam("chat_ids", expanding=True))))
+# One multi-row INSERT: rows are told apart by (chat, actor) and their ids' order (a turn's
+# rows, and a chat's turns, are inserted in order).
+_INSERT_MESSAGES = insert(_messages).returning(_messages.c.id, _messages.c.chat_id,
+                                               _messages.c.actor)
 _INSERT_GENERATIONS = insert(_generations)
 _FINISH_MESSAGE = (update(_messages).where(_messages.c.id == bindparam("row_id"))
                    .values(message=bindparam("text"), finish_reason=bindparam("reason"),
@@ -70,21 +79,24 @@ def clean_text(text: str) -> str:
     return text.replace("\x00", "") if "\x00" in text else text
 
 
-def last_messages(connection, chat_ids: list[int]) -> dict[int, tuple]:
-    """Each chat's newest message as (id, actor, text)."""
-    if not chat_ids:
+def chat_heads(connection, chat_ids: list[int]) -> dict[int, tuple]:
+    """Each existing chat's (owner's user id, newest message as (id, actor, text) or None);
+    ids no row can have are missing chats."""
+    ids = sorted({chat_id for chat_id in chat_ids if storable_id(chat_id)})
+    if not ids:
         return {}
-    rows = connection.execute(_HEADS, {"chat_ids": sorted(set(chat_ids))})
-    return {chat_id: (row_id, actor, text) for chat_id, row_id, actor, text in rows}
+    rows = connection.execute(_HEADS, {"chat_ids": ids})
+    return {chat_id: (user_id, (row_id, actor, text) if row_id is not None else None)
+            for chat_id, user_id, row_id, actor, text in rows}
 
 
-def start_turns(connection, turns: list[tuple[int, Turn]]) -> list[Outcome]:
-    """For (chat id, turn) pairs of owned chats, in the caller's transaction: a repeated key
-    attaches, replays or conflicts; otherwise the user message (unless it repeats the chat's
-    last message with no reply after it) and an empty assistant message with its running
-    generation are inserted."""
+def start_turns(connection, turns: list[tuple[int, Turn]],
+                heads: dict[int, tuple]) -> list[Outcome]:
+    """For (chat id, turn) pairs of owned chats (``heads`` from ``chat_heads``), in the
+    caller's transaction: a repeated key attaches, replays or conflicts; otherwise the user
+    message (unless it repeats the chat's last message with no reply after it) and an empty
+    assistant message with its running generation are inserted."""
     existing = _keyed(connection, [(chat_id, turn.key) for chat_id, turn in turns if turn.key])
-    last = last_messages(connection, [chat_id for chat_id, _ in turns])
     outcomes: list[Outcome | None] = [None] * len(turns)
     rows, owners, replaced = [], [], []
     for index, (chat_id, turn) in enumerate(turns):
@@ -92,7 +104,7 @@ def start_turns(connection, turns: list[tuple[int, Turn]]) -> list[Outcome]:
         if found is not None:
             outcomes[index] = _repeat(found, turn)
             continue
-        head = last.get(chat_id)
+        head = heads[chat_id][1]
         if turn.regenerate:
             if head is not None and head[1] == "assistant":
                 replaced.append(head[0])
@@ -108,12 +120,15 @@ def start_turns(connection, turns: list[tuple[int, Turn]]) -> list[Outcome]:
         connection.execute(delete(_messages).where(_messages.c.id.in_(replaced)))
     if not rows:
         return outcomes
-    ids = [row_id for (row_id,) in connection.execute(_INSERT_MESSAGES, rows)]
+    inserted: dict[tuple, list[int]] = {}
+    for row_id, chat_id, actor in sorted(connection.execute(_INSERT_MESSAGES, rows)):
+        inserted.setdefault((chat_id, actor), []).append(row_id)
     now = utcnow()
     generations = []
-    for row_id, index in zip(ids, owners):
+    for row, index in zip(rows, owners):
         if index is None:
             continue
+        row_id = inserted[row["chat_id"], "assistant"].pop(0)
         chat_id, turn = turns[index]
         generations.append({"id": row_id, "chat_id": chat_id, "status": RUNNING,
                             "stop_requested": False, "idempotency_key": turn.key,
