@@ -29,7 +29,8 @@ class CatalogEntry:
 
     spec: ModelSpec
     retired: bool
-    document: dict[str, Any]   # the entry exactly as the file has it, minus ``retired``
+    document: dict[str, Any]   # the entry as the file has it, minus ``retired``, ``fallbacks``
+    fallbacks: tuple[str, ...] = ()   # ids asked in order when this model cannot answer
 
     @property
     def model_id(self) -> str:
@@ -67,6 +68,10 @@ class Catalog:
         """The (first) model of ``provider`` called ``name``."""
         return self._by_provider.get((provider, name))
 
+    def fallbacks_of(self, entry: CatalogEntry) -> list[CatalogEntry]:
+        """The entries of ``entry``'s fallbacks, in order."""
+        return [self._by_id[model_id] for model_id in entry.fallbacks]
+
     def active_ids(self) -> list[str]:
         """Ids of the models clients may choose."""
         return [entry.model_id for entry in self.entries if not entry.retired]
@@ -94,7 +99,9 @@ def load_catalog(path: str | None = None) -> Catalog:
                                   .read_text(encoding="utf-8"))
     except (OSError, ValueError) as error:
         raise CatalogError(f"cannot read model catalog {path or 'catalog.json'}: {error}") from None
-    return Catalog(_parse_entries(document, path or "catalog.json"))
+    entries = _parse_entries(document, path or "catalog.json")
+    _check_fallbacks(entries, path or "catalog.json")
+    return Catalog(entries)
 
 
 def _parse_entries(document: Any, source: str) -> list[CatalogEntry]:
@@ -110,6 +117,22 @@ def _parse_entries(document: Any, source: str) -> list[CatalogEntry]:
     return entries
 
 
+def _check_fallbacks(entries: list[CatalogEntry], source: str) -> None:
+    """Each fallback names another model of the catalog that is not retired."""
+    by_id = {entry.model_id: entry for entry in entries}
+    for entry in entries:
+        for model_id in entry.fallbacks:
+            where = f"{source}: {entry.model_id}: fallback {model_id!r}"
+            if model_id == entry.model_id:
+                raise CatalogError(f"{where} is the model itself")
+            if model_id not in by_id:
+                raise CatalogError(f"{where} is not a model of the catalog")
+            if by_id[model_id].retired:
+                raise CatalogError(f"{where} is retired")
+        if len(set(entry.fallbacks)) != len(entry.fallbacks):
+            raise CatalogError(f"{source}: {entry.model_id}: fallbacks repeat a model")
+
+
 def _parse_entry(raw: Any, publisher: str, name: str, source: str) -> CatalogEntry:
     """Validate one entry; its keys must match its publisher and name."""
     where = f"{source}: {publisher}/{name}"
@@ -122,8 +145,9 @@ def _parse_entry(raw: Any, publisher: str, name: str, source: str) -> CatalogEnt
     spec = ModelSpec(provider=provider_of(publisher), publisher=publisher, name=name,
                      upstream_id=data["configuration"]["model"],
                      parameters=dict(raw["configuration"]["parameters"]))
-    document = {key: value for key, value in raw.items() if key != "retired"}
-    return CatalogEntry(spec=spec, retired=data["retired"], document=document)
+    document = {key: value for key, value in raw.items() if key not in ("retired", "fallbacks")}
+    return CatalogEntry(spec=spec, retired=data["retired"], document=document,
+                        fallbacks=tuple(data["fallbacks"]))
 
 
 def current_catalog() -> Catalog:

@@ -41,6 +41,14 @@ def _float(env: dict, name: str, default: float) -> float:
     return _number(env, name, default, float)
 
 
+def _at_least_zero(env: dict, name: str, default, kind=int):
+    """A numeric setting that may not be negative."""
+    value = _number(env, name, default, kind)
+    if value < 0:
+        raise StartupError(f"{name} must not be negative, got {env.get(name)!r}")
+    return value
+
+
 def normalize_database_url(url: str) -> str:
     """Accept Heroku-style ``postgres://`` URLs and pick the psycopg 3 driver."""
     if url.startswith("postgres://"):
@@ -108,6 +116,8 @@ def load_config(env: dict | None = None) -> dict:
         "UPSTREAM_FIRST_TOKEN_TIMEOUT": _float(env, "UPSTREAM_FIRST_TOKEN_TIMEOUT", 60.0),
         "UPSTREAM_IDLE_TIMEOUT": _float(env, "UPSTREAM_IDLE_TIMEOUT", 60.0),
         "UPSTREAM_TOTAL_TIMEOUT": _float(env, "UPSTREAM_TOTAL_TIMEOUT", 600.0),
+        "UPSTREAM_RETRIES": _at_least_zero(env, "UPSTREAM_RETRIES", 2),
+        "UPSTREAM_RETRY_MAX_WAIT": _at_least_zero(env, "UPSTREAM_RETRY_MAX_WAIT", 5.0, float),
         "LOG_LEVEL": env.get("LOG_LEVEL", "INFO"),
         "LOG_FORMAT": log_format(env),
         "REDIS_URL": env.get("REDIS_URL") or None,

@@ -50,6 +50,9 @@ class Metrics:
         self.upstream_errors = Counter(
             "neptun_upstream_errors", "Failed upstream calls, per provider and upstream HTTP "
             "status (or timeout, unreachable, stream)", ["provider", "status"])
+        self.upstream_retries = Counter(
+            "neptun_upstream_retries", "Upstream calls asked again before the first token, "
+            "per provider asked and kind (retry, fallback)", ["provider", "kind"])
         self.active_streams = Gauge("neptun_active_streams",
                                     "Replies streaming to a client right now",
                                     multiprocess_mode="livesum")
@@ -98,6 +101,12 @@ def upstream_error(provider: str, status: int | str) -> None:
     ``_status_error``), or ``"timeout"`` / ``"unreachable"`` (open_upstream's except clauses)
     and ``"stream"`` for a failure after the first byte (streaming/run.py)."""
     get().upstream_errors.labels(provider, str(status)).inc()
+
+
+def upstream_retry(provider: str, kind: str) -> None:
+    """Call before an upstream is asked again before the first token (streaming/retry.py):
+    ``kind`` ``"retry"`` (the same model, after its wait) or ``"fallback"`` (the next model)."""
+    get().upstream_retries.labels(provider, kind).inc()
 
 
 def stream_opened() -> None:

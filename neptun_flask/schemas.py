@@ -438,7 +438,8 @@ class ModelConfigurationDataSchema(Schema):
 
 
 class ModelConfigurationSchema(Schema):
-    """One catalog model, as in the ``configurations`` object, plus the ``retired`` flag."""
+    """One catalog model, as in the ``configurations`` object, plus the ``retired`` flag and
+    ``fallbacks`` (``publisher/name`` ids asked in order when it cannot answer)."""
 
     class Meta:
         unknown = RAISE
@@ -450,6 +451,7 @@ class ModelConfigurationSchema(Schema):
     type = fields.String(required=True, validate=validate.OneOf(("instruct", "chat")))
     configuration = fields.Nested(ModelConfigurationDataSchema, required=True)
     retired = fields.Boolean(load_default=False)
+    fallbacks = fields.List(fields.String(), load_default=list)
 
 
 class ModelsPayloadSchema(Schema):

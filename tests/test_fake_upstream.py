@@ -248,6 +248,18 @@ def test_status_directive(fake, provider, message):
     assert fake.requests()[0]["outcome"] == "error_status", fake.requests()
 
 
+def test_status_directive_times(fake):
+    """``times``: the status answers the first requests of the same directive, then it
+    streams; another directive counts on its own."""
+    directive = '{"status": 503, "body": "busy %s", "times": 2}'
+    statuses = []
+    for body in ("a", "a", "b", "a"):
+        with post(fake, "ollama", "x [[fake " + directive % body + "]]") as response:
+            statuses.append(response.status_code)
+            response.content
+    assert statuses == [503, 503, 503, 200]
+
+
 @pytest.mark.parametrize("provider, body", [
     ("huggingface", {"error": "Invalid credentials in Authorization header"}),
     ("cloudflare", {"result": None, "success": False, "messages": [],

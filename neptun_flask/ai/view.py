@@ -3,6 +3,7 @@ that resumes the chat's running generation, and the POST that stops it."""
 from __future__ import annotations
 
 import hashlib
+from functools import partial
 
 import orjson
 from flask import current_app, g, request
@@ -10,7 +11,7 @@ from flask import current_app, g, request
 from .. import fairuse
 
 from ..auth.sessions import session_token
-from ..catalog import CatalogEntry
+from ..catalog import CatalogEntry, current_catalog
 from ..errors import ApiError
 from ..generations.store import Outcome, Turn
 from ..providers import get_adapter
@@ -19,7 +20,8 @@ from ..schemas import MAX_ID, ChatArgs, ChatRequestSchema, ResumeArgs
 from ..streaming.parts import finish_part, start_part
 from ..streaming.protocol import encode, new_encoder
 from ..streaming.reader import RunReader
-from ..streaming.upstream import Timeouts, open_upstream
+from ..streaming.retry import Candidate, RetryPolicy, open_first, with_fallbacks
+from ..streaming.upstream import Timeouts
 from ..validation import load_args, load_body
 from .admission import admit
 from .settings import provider_settings
@@ -68,7 +70,10 @@ def chat_response(entry: CatalogEntry | None, invalid_message: str):
     if outcome.kind == "new":
         # AI SDK 5+ clients can resume (resumeStream()), so their disconnect is not a stop.
         try:
-            return _stream(entry, adapter, upstream_request, encoder, outcome.generation_id,
+            first = _candidate(entry, adapter, upstream_request)
+            candidates = with_fallbacks(first, current_catalog().fallbacks_of(entry),
+                                        partial(_fallback, messages=messages))
+            return _stream(candidates, encoder, outcome.generation_id,
                            args["resumable"] or protocol == "ui", chat_id, slot)
         except BaseException:
             slot.release()   # no run took it (a started run gives it back when it ends)
@@ -140,25 +145,36 @@ def _build(entry: CatalogEntry, adapter, messages: list[dict]):
         raise ApiError(400, "The last message is too long for this model.") from None
 
 
-def _stream(entry: CatalogEntry, adapter, upstream_request, encoder,
-            generation_id: int | None, resumable: bool, chat_id: int | None,
-            slot: fairuse.Slot = fairuse.NO_SLOT):
-    """Open the upstream, read to its first content (so failures get a real status), then
+def _candidate(entry: CatalogEntry, adapter, upstream_request) -> Candidate:
+    """A model to ask, with its built upstream request."""
+    return Candidate(entry.model_id, adapter, upstream_request,
+                     entry.spec.parameters["max_new_tokens"])
+
+
+def _fallback(entry: CatalogEntry, messages: list[dict]) -> Candidate:
+    """A fallback model, with the messages built for its own adapter and prompt."""
+    adapter = get_adapter(entry.spec.provider)
+    return _candidate(entry, adapter, _build(entry, adapter, messages))
+
+
+def _stream(candidates, encoder, generation_id: int | None, resumable: bool,
+            chat_id: int | None, slot: fairuse.Slot = fairuse.NO_SLOT):
+    """Open the upstream of the first candidate that answers (retries and fallbacks:
+    streaming/retry.py), read to its first content (so failures get a real status), then
     hand the run to its own greenlet; the response is the run's first reader. The run gives
-    the user's stream ``slot`` back when it ends."""
-    spec = entry.spec
+    the user's stream ``slot`` back when it ends, and stores the model that answered."""
     runs = generations()
-    timeouts = Timeouts.from_config(current_app.config)
+    config = current_app.config
+    timeouts = Timeouts.from_config(config)
     try:
-        response = open_upstream(upstream_request, adapter, spec.provider, timeouts)
+        chosen, response = open_first(candidates, timeouts, RetryPolicy.from_config(config))
     except ApiError:
         runs.discard(generation_id)
         raise
     run = runs.new_run(generation_id, resumable, chat_id=chat_id, response=response,
                        on_end=fairuse.end_hook(slot, g.user_id),
-                       adapter=adapter,
-                       request=upstream_request, timeouts=timeouts, model_id=entry.model_id,
-                       max_tokens=spec.parameters["max_new_tokens"])
+                       adapter=chosen.adapter, request=chosen.request, timeouts=timeouts,
+                       model_id=chosen.model_id, max_tokens=chosen.max_tokens)
     reader = RunReader(run, encoder, request.environ)  # a disconnect while priming counts
     failure = run.prime()
     if failure is not None:

@@ -130,7 +130,7 @@ class Generations:
         _, _, prompt, completion = tail[-1]
         item = {"row_id": generation_id, "text": run.reply.text, "reason": run.reason,
                 "prompt": prompt, "completion": completion,
-                "estimated": run.reply.usage_estimated, "log": batches}
+                "estimated": run.reply.usage_estimated, "model": run.model_id, "log": batches}
         chat_id = self._chat_ids.pop(generation_id, None)
         metrics.reply_finished(run.model_id, prompt, completion, run.seconds_to_first_token(),
                                run.seconds())

@@ -44,7 +44,7 @@ _FINISH_MESSAGE = (update(_messages).where(_messages.c.id == bindparam("row_id")
                            prompt_tokens=bindparam("prompt"),
                            completion_tokens=bindparam("completion"),
                            usage_estimated=bindparam("estimated"),
-                           updated_at=bindparam("now")))
+                           model=bindparam("model"), updated_at=bindparam("now")))
 _FINISH_GENERATION = (update(_generations).where(_generations.c.id == bindparam("row_id"))
                       .values(status=DONE, updated_at=bindparam("now")))
 _SYNC_TEXT = (update(_messages).where(_messages.c.id == bindparam("row_id"),
@@ -164,8 +164,9 @@ def _repeat(found: dict, turn: Turn) -> Outcome:
 
 
 def finish(engine, items: list[dict]) -> list[None]:
-    """Store finished replies (row_id, text, reason, prompt, completion) and end their
-    generations, in one transaction (a batched step)."""
+    """Store finished replies (row_id, text, reason, prompt, completion, estimated, and the
+    model that answered: a fallback's id when one did) and end their generations, in one
+    transaction (a batched step)."""
     now = utcnow()
     rows = sorted(({**item, "text": clean_text(item["text"]), "now": now} for item in items),
                   key=lambda row: row["row_id"])

@@ -27,7 +27,8 @@ from ..schemas import CompletionRequestSchema, CompletionSchema, ModelListSchema
 from ..streaming.parts import REASONING
 from ..streaming.protocol import OPENAI_FINISH, OpenAIChunkEncoder
 from ..streaming.reader import RunReader
-from ..streaming.upstream import Timeouts, open_upstream
+from ..streaming.retry import Candidate, RetryPolicy, open_first, with_fallbacks
+from ..streaming.upstream import Timeouts
 from ..validation import load_body
 from .keys import key_user, record_usage
 
@@ -91,10 +92,7 @@ def chat_completions():
                        data={"code": "model_not_found"})
     db.session.close()   # the database is not needed again before the reply ends
     adapter = get_adapter(entry.spec.provider)
-    unsupported = sorted(set(body["options"]) - COMMON_OPTIONS - adapter.options)
-    if unsupported:
-        raise ApiError(400, f"{unsupported[0]} is not supported by {entry.model_id}.",
-                       data={"code": "unsupported_parameter"})
+    _check_options(entry, adapter, body)
     slot = fairuse.admit_user(g.user_id, stream=True)
     try:
         run = _start(entry, adapter, body, key_id, slot)
@@ -104,7 +102,7 @@ def chat_completions():
     completion_id = f"chatcmpl-{uuid.uuid4().hex}"
     created = int(time.time())
     if body["stream"]:
-        encoder = OpenAIChunkEncoder(completion_id, entry.model_id, created,
+        encoder = OpenAIChunkEncoder(completion_id, run.model_id, created,
                                      body["include_usage"])
         reader = RunReader(run, encoder, request.environ)
         generations().add(run)
@@ -113,16 +111,44 @@ def chat_completions():
     run.drive()   # in this request: nobody reads along
     if run.reason == "error":
         raise ApiError(502, run.reply.error)
-    return jsonify(_completion(run, completion_id, entry.model_id, created))
+    return jsonify(_completion(run, completion_id, run.model_id, created))
 
 
 def _start(entry: CatalogEntry, adapter, body: dict, key_id: int | None,
            slot: fairuse.Slot = fairuse.NO_SLOT):
-    """Build the upstream request (the request's options over the catalog's parameters, its
-    system messages instead of the default instruction), open it and read to the first
-    content; the run is not stored in any chat."""
+    """Build the upstream request, open it (or, before the first token, a retry or a fallback
+    of the model: streaming/retry.py) and read to the first content; the run is not stored in
+    any chat, and its ``model_id`` names the model that answered."""
+    config = current_app.config
+    messages = [m for m in body["messages"] if m["role"] in ("user", "assistant")]
+    if not messages:
+        raise ApiError(400, "messages must hold a user message.", data={"messages": ["empty"]})
+    first = _candidate(entry, adapter, body)
+    fallbacks = current_catalog().fallbacks_of(entry)
+    candidates = with_fallbacks(first, fallbacks, lambda fallback: _candidate(
+        fallback, get_adapter(fallback.spec.provider), body))
+    timeouts = Timeouts.from_config(config)
+    chosen, response = open_first(candidates, timeouts, RetryPolicy.from_config(config))
+    engine = db.engine
+    on_end = None if key_id is None else partial(_count_tokens, engine, key_id)
+    on_end = fairuse.end_hook(slot, g.user_id, after=on_end)
+    run = generations().new_run(None, False, on_end=on_end, response=response,
+                                adapter=chosen.adapter, request=chosen.request,
+                                timeouts=timeouts, model_id=chosen.model_id,
+                                max_tokens=chosen.max_tokens)
+    failure = run.prime()
+    if failure is not None:
+        raise ApiError(502, failure)
+    return run
+
+
+def _candidate(entry: CatalogEntry, adapter, body: dict) -> Candidate:
+    """The model asked with the request's options over the catalog's parameters, and its
+    system messages instead of the default instruction; 400 (ApiError) when an option is not
+    supported or the prompt is too long for the model."""
     config = current_app.config
     spec = entry.spec
+    _check_options(entry, adapter, body)
     options = dict(body["options"])
     if "max_new_tokens" in options:   # capped by the catalog
         options["max_new_tokens"] = min(options["max_new_tokens"],
@@ -130,27 +156,22 @@ def _start(entry: CatalogEntry, adapter, body: dict, key_id: int | None,
     spec = replace(spec, parameters={**spec.parameters, **options})
     system = [m["content"] for m in body["messages"] if m["role"] in ("system", "developer")]
     messages = [m for m in body["messages"] if m["role"] in ("user", "assistant")]
-    if not messages:
-        raise ApiError(400, "messages must hold a user message.", data={"messages": ["empty"]})
     try:
         upstream_request = adapter.build_request(
             spec, messages, provider_settings(spec.provider, config),
             "\n\n".join(system) if system else config["NEPTUN_SYSTEM_PROMPT"])
     except RequestTooLarge:
         raise ApiError(400, "The last message is too long for this model.") from None
-    timeouts = Timeouts.from_config(config)
-    response = open_upstream(upstream_request, adapter, spec.provider, timeouts)
-    engine = db.engine
-    on_end = None if key_id is None else partial(_count_tokens, engine, key_id)
-    on_end = fairuse.end_hook(slot, g.user_id, after=on_end)
-    run = generations().new_run(None, False, on_end=on_end, response=response, adapter=adapter,
-                                request=upstream_request, timeouts=timeouts,
-                                model_id=entry.model_id,
-                                max_tokens=spec.parameters["max_new_tokens"])
-    failure = run.prime()
-    if failure is not None:
-        raise ApiError(502, failure)
-    return run
+    return Candidate(entry.model_id, adapter, upstream_request,
+                     spec.parameters["max_new_tokens"])
+
+
+def _check_options(entry: CatalogEntry, adapter, body: dict) -> None:
+    """400 when the request sets an option the model's adapter does not support."""
+    unsupported = sorted(set(body["options"]) - COMMON_OPTIONS - adapter.options)
+    if unsupported:
+        raise ApiError(400, f"{unsupported[0]} is not supported by {entry.model_id}.",
+                       data={"code": "unsupported_parameter"})
 
 
 def _count_tokens(engine, key_id: int, run, tail: list) -> None:

@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import logging
 import socket
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
 from functools import partial
 from urllib.parse import urlsplit
 
@@ -19,6 +21,18 @@ from ..providers.base import Adapter, UpstreamRequest
 log = logging.getLogger(__name__)
 
 _ERROR_BODY_LIMIT = 64 * 1024
+
+
+class UpstreamError(ApiError):
+    """An upstream call that failed before its stream started: the API error the client gets,
+    whether asking again may help (``retryable``: unreachable, 429 or 5xx) and how long the
+    upstream asked to wait first (``retry_after``, seconds, from ``Retry-After``)."""
+
+    def __init__(self, status: int, message: str, *, retryable: bool = False,
+                 retry_after: float | None = None, **kwargs):
+        super().__init__(status, message, **kwargs)
+        self.retryable = retryable
+        self.retry_after = retry_after
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,16 +76,20 @@ def _send(request: UpstreamRequest, timeouts: Timeouts) -> requests.Response:
 
 def open_upstream(request: UpstreamRequest, adapter: Adapter, provider: str,
                   timeouts: Timeouts) -> requests.Response:
-    """POST the request with streaming on; return the 200 response or raise ApiError."""
+    """POST the request with streaming on; return the 200 response or raise UpstreamError.
+    A failure to connect (or a connection dropped before the answer's head) may be retried;
+    a read timeout may not: it spent the first-token timeout."""
     try:
         response = _send(request, timeouts)
-    except requests.Timeout:
+    except requests.Timeout as error:
         metrics.upstream_error(provider, "timeout")
-        raise ApiError(504, f"Provider {provider} timed out") from None
+        raise UpstreamError(504, f"Provider {provider} timed out",
+                            retryable=isinstance(error, requests.ConnectTimeout)) from None
     except requests.RequestException as error:
         log.warning("upstream %s unreachable: %s", provider, type(error).__name__)
         metrics.upstream_error(provider, "unreachable")
-        raise ApiError(503, f"Provider {provider} is unreachable") from None
+        raise UpstreamError(503, f"Provider {provider} is unreachable",
+                            retryable=isinstance(error, requests.ConnectionError)) from None
     if response.status_code == 200:
         return response
     try:
@@ -80,24 +98,43 @@ def open_upstream(request: UpstreamRequest, adapter: Adapter, provider: str,
         response.close()
 
 
-def _status_error(response: requests.Response, adapter: Adapter, provider: str) -> ApiError:
+def _status_error(response: requests.Response, adapter: Adapter,
+                  provider: str) -> UpstreamError:
     """The API error for a non-200 upstream answer; its message is the adapter's plain,
-    bounded text of the error body (a 404's goes in ``data``, beside the documented one)."""
+    bounded text of the error body (a 404's goes in ``data``, beside the documented one).
+    A 429 or 5xx may be retried."""
     status = response.status_code
     metrics.upstream_error(provider, status)
     message = adapter.error_message(status, _read_error_body(response))
     log.warning("upstream %s answered %s for model %s", provider, status,
                 _model_of(response.request))
     if status in (401, 403):
-        return ApiError(502, "Upstream authentication failed")
+        return UpstreamError(502, "Upstream authentication failed")
     if status in (404, 410):
-        return ApiError(400, "Service not available anymore.", data={"upstream": message})
+        return UpstreamError(400, "Service not available anymore.", data={"upstream": message})
+    retry = {"retryable": status == 429 or 500 <= status <= 599,
+             "retry_after": retry_after_seconds(response.headers.get("Retry-After"))}
     if status == 429:
-        retry_after = response.headers.get("Retry-After")
-        return ApiError(429, message, headers={"Retry-After": retry_after} if retry_after else None)
+        header = response.headers.get("Retry-After")
+        return UpstreamError(429, message, headers={"Retry-After": header} if header else None,
+                             **retry)
     if status in (503, 504):
-        return ApiError(status, message)
-    return ApiError(502, message)
+        return UpstreamError(status, message, **retry)
+    return UpstreamError(502, message, **retry)
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    """A ``Retry-After`` header in seconds from now (delay-seconds or an HTTP date); None when
+    absent or unreadable."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
 
 
 def _model_of(sent: requests.PreparedRequest) -> str:

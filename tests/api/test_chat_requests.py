@@ -38,6 +38,7 @@ CONFIGURED = {
     "NEPTUN_MODELS_FILE": None,
     "UPSTREAM_CONNECT_TIMEOUT": 0.5, "UPSTREAM_FIRST_TOKEN_TIMEOUT": 0.5,
     "UPSTREAM_IDLE_TIMEOUT": 0.5, "UPSTREAM_TOTAL_TIMEOUT": 1.0,
+    "UPSTREAM_RETRIES": 0,   # the refused connection is answered at once, not asked again
 }
 
 HF_INVALID = "Invalid model name or publisher"

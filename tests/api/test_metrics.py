@@ -88,8 +88,9 @@ def test_stream_gauge_and_store_counters():
 
 
 def test_upstream_errors_and_batches_are_wired(app_factory):
-    """An upstream 429 through a chat route counts (provider, status); the request counts
-    its admission batch size; no label carries the user's email or ids."""
+    """An upstream 429 through a chat route counts (provider, status) per try, and its
+    retries; the request counts its admission batch size; no label carries the user's email
+    or ids."""
     upstream = Upstream()
     app = app_factory(METRICS_ENABLED=True, OLLAMA_BASE_URL=upstream.url)
     client = app.test_client()
@@ -97,11 +98,14 @@ def test_upstream_errors_and_batches_are_wired(app_factory):
     chat_id = create_chat(client, user_id)["id"]
     upstream.answer(429, {"error": "slow down"})
     errors = value("neptun_upstream_errors_total", provider="ollama", status="429")
+    retries = value("neptun_upstream_retries_total", provider="ollama", kind="retry")
     batches = value("neptun_db_batch_size_count", batcher="admit_chat_requests")
     response = client.post(f"/api/ai/ollama/rwkv-6-world/chat?chat_id={chat_id}",
                            json={"messages": [{"role": "user", "content": "Hi"}]})
     assert response.status_code == 429
-    assert value("neptun_upstream_errors_total", provider="ollama", status="429") == errors + 1
+    # Asked 1 + UPSTREAM_RETRIES (2) times.
+    assert value("neptun_upstream_errors_total", provider="ollama", status="429") == errors + 3
+    assert value("neptun_upstream_retries_total", provider="ollama", kind="retry") == retries + 2
     assert value("neptun_db_batch_size_count", batcher="admit_chat_requests") > batches
     samples = scrape(client)
     labels = {v for (_, pairs) in samples for _, v in pairs}

@@ -40,6 +40,7 @@ class Scenario:
     status: int | None = None
     body: Any = None
     retry_after: int | str | None = None
+    times: int | None = None   # ``status`` answers only this many requests of the same directive
     fault: str | None = None
     at: int = 0
     overrun: bool = False   # misbehave: send every token, past the request's max tokens
@@ -139,6 +140,8 @@ def _check(s: Scenario) -> None:
          "pieces must be a list of strings"),
         (s.status is not None and not (_is_int(s.status) and 100 <= s.status <= 599),
          "status must be an HTTP status code"),
+        (s.times is not None and not (_is_int(s.times) and s.times >= 0),
+         "times must be an integer >= 0"),
         (s.fault is not None and s.fault not in FAULTS, f"fault must be one of {sorted(FAULTS)}"),
         (not _is_int(s.at), "at must be an integer"),
     ]

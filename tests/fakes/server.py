@@ -28,6 +28,7 @@ class UpstreamServer:
         self.api_key = api_key
         self.log_requests = log_requests
         self.log: list[dict] = []
+        self.answered: dict[str, int] = {}   # directive -> its ``status`` answers (``times``)
         self.lock = threading.Lock()
         self.port = 0
         self._server: asyncio.AbstractServer | None = None
@@ -171,7 +172,7 @@ class UpstreamServer:
             raise BadRequest("request body is not valid JSON")
         prompt, directive_text = read_prompt(provider, request.path, entry["json"])
         scenario = read_scenario(directive_text, self.defaults)
-        if scenario.status is not None:
+        if scenario.status is not None and self._status_due(scenario):
             return self._answer_status(conn, entry, reply_class, scenario, request.keep_alive)
         limit = read_max_tokens(provider, entry["json"])
         reply = reply_class(entry["json"], prompt)
@@ -184,6 +185,16 @@ class UpstreamServer:
         except ConnectionError:
             entry["outcome"], entry["closed_at"] = "client_closed", time.monotonic()
             return False
+
+    def _status_due(self, scenario: Scenario) -> bool:
+        """Whether the directive's status answers this request: always, or (``times``) only
+        the first ``times`` requests of the same directive; later ones stream."""
+        if scenario.times is None:
+            return True
+        key = json.dumps(scenario.__dict__, sort_keys=True)
+        with self.lock:
+            self.answered[key] = count = self.answered.get(key, 0) + 1
+        return count <= scenario.times
 
     def _answer_status(self, conn: Connection, entry: dict, reply_class: type,
                        scenario: Scenario, keep: bool) -> bool:
