@@ -279,3 +279,44 @@ def test_bad_retry_settings_stop_startup(name, value):
     from neptun_flask.config import load_config
     with pytest.raises(StartupError, match=name):
         load_config({name: value})
+
+
+def test_a_fallback_that_cannot_be_asked_is_skipped(make_client, fake, caplog):
+    """A fallback whose provider is not configured (Hugging Face has no key here) is skipped
+    with a warning; the next one answers."""
+    client = make_client(fallbacks=("qwen/Qwen2.5-72B-Instruct", FIRST_FALLBACK),
+                         ollama_url=CLOSED)
+    with caplog.at_level(logging.WARNING, logger="neptun_flask.streaming.retry"):
+        assert text_of(chat(client, "Hi")) == expected_text(5)
+    assert asked(fake) == [FIRST_FALLBACK]
+    assert "fallback qwen/Qwen2.5-72B-Instruct skipped: Provider huggingface is not " \
+           "configured" in caplog.text
+
+
+def test_an_error_event_before_any_content_is_not_retried(make_client, fake):
+    """An upstream that answered 200 and then an error event before any text is not asked
+    again (the rule covers the answer's status only): 502 after one request."""
+    client = make_client()
+    assert_error(chat(client, steer(fault="error_event", at=0)), 502)
+    assert asked(fake) == [PRIMARY]
+
+
+@pytest.mark.parametrize("header,low,high", [
+    ("3", 3.0, 3.0), ("0", 0.0, 0.0), (None, None, None), ("", None, None),
+    ("soon", None, None), ("Wed, 21 Oct 2015 07:28:00 GMT", 0.0, 0.0)])
+def test_retry_after_header_in_seconds(header, low, high):
+    """Retry-After as delay-seconds or an HTTP date (a past one is 0); unreadable is None."""
+    from neptun_flask.streaming.upstream import retry_after_seconds
+    seconds = retry_after_seconds(header)
+    if low is None:
+        assert seconds is None
+    else:
+        assert low <= seconds <= high
+
+
+def test_retry_after_http_date_in_the_future():
+    """An HTTP date 30 s ahead is about 30 s."""
+    from email.utils import formatdate
+
+    from neptun_flask.streaming.upstream import retry_after_seconds
+    assert 28 <= retry_after_seconds(formatdate(time.time() + 30, usegmt=True)) <= 30

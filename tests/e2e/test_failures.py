@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import socket
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
@@ -11,7 +12,7 @@ import requests
 from tests.fakes.protocols import expected_text
 
 from .conftest import TIMEOUT_ENV, Client
-from .server import Gunicorn, free_port, upstream_env
+from .server import ROOT, Gunicorn, free_port, upstream_env
 from .streams import parse_data_stream
 from .test_streaming import MODEL_PATHS, directive
 
@@ -242,3 +243,64 @@ def test_errors_gunicorn_answers_itself_are_json(server, request_bytes, status):
     assert headers["Content-Type"] == "application/json"
     parsed = json.loads(body)
     assert parsed["statusCode"] == status and isinstance(parsed["statusMessage"], str)
+
+
+@pytest.fixture(scope="module")
+def fallback_server(upstream, migrated, tmp_path_factory):
+    """The app with a catalog whose Ollama model falls back to an OpenRouter model, and short
+    waits between retries."""
+    document = json.loads((ROOT / "neptun_flask" / "catalog.json").read_text(encoding="utf-8"))
+    document["ollama"]["rwkv-6-world"]["fallbacks"] = ["openrouter/deepseek-chat"]
+    catalog = tmp_path_factory.mktemp("catalog") / "catalog.json"
+    catalog.write_text(json.dumps(document), encoding="utf-8")
+    process = Gunicorn({"DATABASE_URL": migrated, **upstream_env(upstream.base_url),
+                        **TIMEOUT_ENV, "NEPTUN_MODELS_FILE": str(catalog),
+                        "UPSTREAM_RETRY_MAX_WAIT": "1.5"})
+    yield process
+    process.stop()
+
+
+def _asked(upstream) -> list[str]:
+    """The upstream model ids the fake was asked for, in order."""
+    return [entry["json"]["model"] for entry in upstream.requests()]
+
+
+def test_retries_then_fallback_under_gevent(fallback_server, upstream):
+    """503 from every try of the model (1 + 2 retries): its fallback answers the stream, and
+    the stored reply names the fallback; the OpenAI API's chunks name it too."""
+    api = Client(fallback_server.base_url)
+    chat_id = api.create_chat("ollama/rwkv-6-world")
+    upstream.reset()
+    busy = directive(status=503, body=f"busy {time.monotonic_ns()}", times=3)
+    reply = parse_data_stream(api.chat(MODEL_PATHS["ollama"], busy, chat_id=chat_id).text)
+    assert (reply.text, reply.finish["finishReason"]) == (expected_text(5), "stop")
+    assert _asked(upstream) == ["mollysama/rwkv-6-world:1.6b"] * 3 + [
+        "deepseek/deepseek-chat:free"]
+    stored = api.messages(chat_id)[-1]
+    assert (stored["message"], stored["model"]) == (expected_text(5), "openrouter/deepseek-chat")
+    busy = directive(status=503, body=f"busy {time.monotonic_ns()}", times=3)
+    response = api.http.post(f"{fallback_server.base_url}/v1/chat/completions", timeout=30,
+                             json={"model": "ollama/rwkv-6-world", "stream": True,
+                                   "messages": [{"role": "user", "content": busy}]})
+    assert response.status_code == 200, response.text
+    chunks = [json.loads(line[6:]) for line in response.text.splitlines()
+              if line.startswith("data: {")]
+    assert chunks and {chunk["model"] for chunk in chunks} == {"openrouter/deepseek-chat"}
+
+
+def test_retry_after_wait_lets_other_requests_run(fallback_server, upstream):
+    """A request waiting out ``Retry-After: 1`` does not hold up the worker: another request
+    is answered meanwhile; the waiting one then gets its reply from the same model."""
+    api = Client(fallback_server.base_url)
+    upstream.reset()
+    waiting = directive(status=429, retry_after=1, body=f"later {time.monotonic_ns()}", times=1)
+    with ThreadPoolExecutor(1) as pool:
+        started = time.monotonic()
+        slow = pool.submit(api.chat, MODEL_PATHS["ollama"], waiting)
+        upstream.wait_for(lambda log: any(e["outcome"] == "error_status" for e in log))
+        quick = api.chat(MODEL_PATHS["openrouter"], "Hi")
+        quick_done = time.monotonic() - started
+        reply = parse_data_stream(slow.result().text)
+    assert parse_data_stream(quick.text).text == expected_text(5)
+    assert quick_done < 0.9
+    assert reply.text == expected_text(5) and time.monotonic() - started >= 1.0
