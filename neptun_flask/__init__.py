@@ -143,7 +143,7 @@ def register_generations(app: Flask) -> None:
     app.extensions["neptun_generations"] = Generations(
         engine, make_log(config, engine), grace=config["STREAM_DETACH_GRACE_SECONDS"],
         reap_seconds=config["STREAM_REAP_SECONDS"], retry_seconds=config["REPLY_RETRY_SECONDS"],
-        wait_seconds=config["DATABASE_TIMEOUT"])
+        wait_seconds=config["DATABASE_TIMEOUT"], time_limit=config["UPSTREAM_TOTAL_TIMEOUT"])
 
 
 def register_blueprints(app: Flask) -> None:

@@ -47,7 +47,8 @@ class Generations:
     """Runs of one app on this process, and the way to any run of the app, anywhere."""
 
     def __init__(self, engine, shared_log, *, grace: float, reap_seconds: float,
-                 retry_seconds: float = 120.0, wait_seconds: float | None = None):
+                 retry_seconds: float = 120.0, wait_seconds: float | None = None,
+                 time_limit: float = 600.0):
         self._engine = engine
         self.log = shared_log
         # Ends of concurrent runs: their last log batches, then their replies, in one step.
@@ -55,6 +56,7 @@ class Generations:
         self.grace = grace
         self.reap_seconds = reap_seconds
         self.retry_seconds = retry_seconds
+        self.time_limit = time_limit   # a reply's (UPSTREAM_TOTAL_TIMEOUT): bounds log readers
         self._local: dict[int, Run] = {}
         self._unstored: set[Run] = set()
         self._cursors: dict[int, list[int]] = {}   # run id -> [parts appended, batches]
@@ -259,7 +261,7 @@ class Generations:
         run = self._local.get(generation_id)
         if run is not None:
             return RunReader(run, encoder, environ)
-        return LogReader(self._tail(generation_id), encoder, environ)
+        return LogReader(self._tail(generation_id), encoder, environ, self.time_limit)
 
     def _tail(self, generation_id: int) -> Iterator[list]:
         """The generation's batches from the shared log, until its finish part (an empty list

@@ -5,6 +5,12 @@ its connection open for as long as the idle timeout. Under gunicorn's gevent wor
 loop watcher waits for the client socket to become readable (no greenlet per stream: a
 streaming client sends nothing, so the watcher costs a start and a stop). Readable means EOF,
 a reset, or the bytes of a pipelined next request; a short-lived greenlet peeks to tell which.
+
+A reset (or any error) is a disconnect. EOF is not always one: a client that half-closed its
+sending side after a complete request still reads the reply, and EOF looks the same as a full
+close. Only a write tells them apart (a closed peer answers it with a reset, and the next write
+fails), so on EOF the watcher stops (the socket stays readable from then on) and hands over to
+``on_eof``: the reader probes with writes of its own (reader.py).
 """
 from __future__ import annotations
 
@@ -22,22 +28,27 @@ _READ = 1           # libev/libuv EV_READ
 _RECHECK_SECONDS = 0.25  # how soon to look again when the readable bytes were a next request
 
 
-def watch_disconnect(environ: dict, on_disconnect: Callable[[], None]) -> Callable[[], None]:
-    """Start watching the client socket; returns a function that stops watching."""
+def watch_disconnect(environ: dict, on_disconnect: Callable[[], None],
+                     on_eof: Callable[[], None]) -> Callable[[], None]:
+    """Start watching the client socket: ``on_disconnect`` when it fails, ``on_eof`` (once, and
+    the watch ends) when the client closed its sending side; returns a function that stops
+    watching."""
     sock = environ.get("gunicorn.socket")
     if sock is None or gevent is None or not monkey.is_module_patched("socket"):
         return _noop
-    return _Watch(sock, on_disconnect).stop
+    return _Watch(sock, on_disconnect, on_eof).stop
 
 
 class _Watch:
     """One client socket's watcher."""
 
-    __slots__ = ("_sock", "_on_disconnect", "_loop", "_io", "_timer", "_stopped")
+    __slots__ = ("_sock", "_on_disconnect", "_on_eof", "_loop", "_io", "_timer", "_stopped")
 
-    def __init__(self, sock, on_disconnect: Callable[[], None]) -> None:
+    def __init__(self, sock, on_disconnect: Callable[[], None],
+                 on_eof: Callable[[], None]) -> None:
         self._sock = sock
         self._on_disconnect = on_disconnect
+        self._on_eof = on_eof
         self._loop = gevent.get_hub().loop
         self._io = self._loop.io(sock.fileno(), _READ)
         self._timer = None
@@ -50,19 +61,20 @@ class _Watch:
         gevent.spawn(self._check)
 
     def _check(self) -> None:
-        """EOF or an error is a disconnect; bytes of a next request are not: look again later."""
+        """An error is a disconnect, EOF a half or a full close (``on_eof`` finds out which);
+        bytes of a next request are neither: look again later."""
         try:
-            gone = not self._sock.recv(1, socket.MSG_PEEK)
+            peeked = self._sock.recv(1, socket.MSG_PEEK)
         except socket.timeout:
-            gone = False  # the worker's own socket timeout is not a disconnect
+            peeked = None  # the worker's own socket timeout is not a disconnect
         except OSError:
-            gone = True
+            peeked = False
         if self._stopped:
             return
-        if gone:
-            on_disconnect = self._on_disconnect
+        if peeked is False or peeked == b"":
+            callback = self._on_disconnect if peeked is False else self._on_eof
             self.stop()
-            on_disconnect()
+            callback()
             return
         self._timer = self._loop.timer(_RECHECK_SECONDS)
         self._timer.start(self._rearm)
@@ -83,7 +95,7 @@ class _Watch:
         if self._timer is not None:
             self._timer.stop()
             self._timer.close()
-        self._io = self._timer = self._on_disconnect = None
+        self._io = self._timer = self._on_disconnect = self._on_eof = None
 
 
 def _noop() -> None:

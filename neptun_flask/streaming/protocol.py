@@ -18,6 +18,9 @@ class Encoder(Protocol):
 
     content_type: str
     headers: dict[str, str]
+    #: Bytes every client of the protocol ignores, written to find out whether a client that
+    #: closed its sending side still reads (streaming/reader.py); empty when there are none.
+    keepalive: bytes
 
     def start(self, message_id: str) -> bytes:
         """Bytes that open the reply."""
@@ -37,6 +40,8 @@ class Encoder(Protocol):
 
 _COMMON_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 _EVENT_STREAM = "text/event-stream; charset=utf-8"
+#: An SSE comment: every SSE parser skips it (AI SDK 5+ rejects unknown ``data:`` chunks).
+_SSE_COMMENT = b": \n\n"
 
 
 class DataStreamEncoder:
@@ -44,6 +49,9 @@ class DataStreamEncoder:
 
     content_type = _EVENT_STREAM
     headers = {**_COMMON_HEADERS, "x-vercel-ai-data-stream": "v1"}
+    #: Every line must be ``CODE:JSON``; an empty ``2:`` data part adds nothing to useChat's
+    #: ``data`` (ai@4 appends the array's items).
+    keepalive = b"2:[]\n"
 
     def start(self, message_id: str) -> bytes:
         """``f:`` start-step part carrying the message id."""
@@ -74,6 +82,7 @@ class TextEncoder:
 
     content_type = _EVENT_STREAM
     headers = dict(_COMMON_HEADERS)
+    keepalive = b""   # every byte is reply text
 
     def start(self, message_id: str) -> bytes:
         """Nothing opens a text stream."""
@@ -103,6 +112,7 @@ class UIMessageStreamEncoder:
 
     content_type = "text/event-stream"
     headers = {**_COMMON_HEADERS, "x-vercel-ai-ui-message-stream": "v1"}
+    keepalive = _SSE_COMMENT
 
     def __init__(self) -> None:
         self._open: str | None = None     # "text" or "reasoning"
@@ -171,6 +181,7 @@ class OpenAIChunkEncoder:
 
     content_type = "text/event-stream"
     headers = dict(_COMMON_HEADERS)
+    keepalive = _SSE_COMMENT   # as OpenAI's and OpenRouter's own streams send
 
     def __init__(self, completion_id: str, model: str, created: int, include_usage: bool):
         self._include_usage = include_usage

@@ -3,6 +3,17 @@
 ``RunReader`` follows a run of this process in memory (the POST's own response, and resumes
 or repeats that land on the owner's process); ``LogReader`` sends parts read from the shared
 log by an iterator the ai layer passes in (a run of another process or instance).
+
+A client that closed its sending side (EOF, see disconnect.py) may have closed the whole
+connection or only half of it; the reader finds out by writing. From then on, whenever it has
+had nothing to write for a moment, it writes its protocol's keep-alive (bytes clients ignore):
+to a closed client the first write is answered with a reset and a later one fails, which makes
+the server close the response. A plain-text reply has no such bytes; there the next part's
+write finds out, and a silent upstream is bounded by its idle timeout.
+
+No response outlives its start by more than the reply's time limit (UPSTREAM_TOTAL_TIMEOUT)
+and a margin: a client that stops reading would otherwise hold it in a blocked write
+(deadline.py).
 """
 from __future__ import annotations
 
@@ -10,9 +21,16 @@ import socket
 from collections.abc import Iterator
 
 from .. import metrics
+from .deadline import cut_after
 from .disconnect import watch_disconnect
 from .protocol import Encoder, TextEncoder, encode
 from .run import Run
+
+
+#: Seconds a response may take beyond the reply's time limit before its connection is cut.
+LIMIT_MARGIN = 1.0
+#: Seconds without a write after which a reader whose client closed its sending side probes.
+PROBE_SECONDS = 0.15
 
 
 class StreamCut(Exception):
@@ -28,9 +46,11 @@ class RunReader:
         self._encoder = encoder
         self._wakeup = run.attach()
         self._closed = False
+        self._probing = False   # the client closed its sending side: keep-alives while quiet
         self._generator = None
         self._client_socket = environ.get("gunicorn.socket")
-        self._stop_watch = watch_disconnect(environ, self._gone)
+        self._stop_watch = watch_disconnect(environ, self._gone, self._eof)
+        self._stop_deadline = cut_after(environ, run.time_limit + LIMIT_MARGIN, self._gone)
         metrics.stream_opened()
 
     def __iter__(self):
@@ -38,7 +58,8 @@ class RunReader:
         return self._generator
 
     def _generate(self):
-        """The body: every part of the log, in order, each once; waits while there is none."""
+        """The body: every part of the log, in order, each once; waits while there is none
+        (a probing reader writes a keep-alive when it waited ``PROBE_SECONDS`` for nothing)."""
         run = self._run
         parts = run.parts
         wakeup = self._wakeup
@@ -56,7 +77,10 @@ class RunReader:
                 break
             wakeup.clear()
             if sent == len(parts) and not run.done:
-                wakeup.wait()
+                if not self._probing:
+                    wakeup.wait()
+                elif not wakeup.wait(PROBE_SECONDS):
+                    yield encoder.keepalive
             if self._closed:
                 return
         if run.reason == "error" and isinstance(encoder, TextEncoder):
@@ -75,14 +99,23 @@ class RunReader:
         except OSError:
             pass  # already gone
 
+    def _eof(self) -> None:
+        """The watcher saw the client close its sending side (from a greenlet of its own):
+        probe from now on, if the protocol can; wake this reader's greenlet to start."""
+        if not self._closed and self._encoder.keepalive:
+            self._probing = True
+            self._wakeup.set()
+
     def _gone(self) -> None:
-        """The watcher saw the client leave (from a greenlet of its own): leave the run and wake
-        this reader's greenlet, which ends its body by itself. The body generator belongs to
-        that greenlet: closing it from here would switch into a running frame."""
+        """The watcher saw the client leave, or the deadline cut it (from a greenlet of its
+        own): leave the run and wake this reader's greenlet, which ends its body by itself. The
+        body generator belongs to that greenlet: closing it from here would switch into a
+        running frame."""
         if self._closed:
             return
         self._closed = True
         self._stop_watch()
+        self._stop_deadline()
         self._run.detach(self._wakeup)
         self._wakeup.set()
         metrics.stream_closed()
@@ -97,14 +130,18 @@ class RunReader:
 class LogReader:
     """Sends the part lists an iterator yields (a tail of the shared log) until it ends; the
     iterator yields an empty list after each empty poll, so a client that left is noticed
-    within a poll."""
+    within a poll (a probing reader writes a keep-alive there). ``time_limit``: the reply's
+    (UPSTREAM_TOTAL_TIMEOUT)."""
 
-    def __init__(self, batches: Iterator[list], encoder: Encoder, environ: dict):
+    def __init__(self, batches: Iterator[list], encoder: Encoder, environ: dict,
+                 time_limit: float):
         self._batches = batches
         self._encoder = encoder
         self._gone = False
         self._closed = False
-        self._stop_watch = watch_disconnect(environ, self._left)
+        self._probing = False
+        self._stop_watch = watch_disconnect(environ, self._left, self._eof)
+        self._stop_deadline = cut_after(environ, time_limit + LIMIT_MARGIN, self._left)
         self._generator = None
         metrics.stream_opened()
 
@@ -120,11 +157,20 @@ class LogReader:
                 chunk = encode(self._encoder, parts)
                 if chunk:
                     yield chunk
+            elif self._probing:
+                yield self._encoder.keepalive
+
+    def _eof(self) -> None:
+        """The watcher saw the client close its sending side: probe at each empty poll from
+        now on, if the protocol can."""
+        self._probing = bool(self._encoder.keepalive)
 
     def _left(self) -> None:
-        """The watcher saw the client leave: the body ends at the next batch or poll."""
+        """The watcher saw the client leave, or the deadline cut it: the body ends at the next
+        batch or poll."""
         self._gone = True
         self._stop_watch()
+        self._stop_deadline()
 
     def close(self) -> None:
         """Called by the WSGI server at the end, in the request's greenlet."""

@@ -51,6 +51,7 @@ class Run:
         self._first_content: float | None = None
         self._ended_at: float | None = None
         self._deadline = self._started + timeouts.total
+        self.time_limit = timeouts.total    # seconds; it bounds the run's readers too
         # Every upstream event of a reply carries at least one token (a few more carry usage
         # or the finish): an upstream that sends more is cut there, as at its length limit.
         self._events = 0
