@@ -112,9 +112,10 @@ def sample_line(sample: Sample, label: str) -> str:
 def soak(args: argparse.Namespace,
          placement: Placement) -> tuple[list[Sample], list[str], list[str]]:
     """Start the fake, the load generator and the service; load it span after span, sampling
-    its workers after each; always stop everything. Returns the samples, gunicorn's lines
-    about workers that died, and notes."""
+    its workers after each; always stop everything. Returns the samples, the processes that
+    died (a worker, in gunicorn's log; the fake upstream, which ends the soak) and notes."""
     samples: list[Sample] = []
+    deaths: list[str] = []
     notes: list[str] = []
     with ExitStack() as stack:
         fake, base_url = start_fake(placement, args.tokens, args.delay_ms)
@@ -151,7 +152,12 @@ def soak(args: argparse.Namespace,
             samples.append(Sample(time.monotonic() - began, read_workers(target.server), row,
                                   peak.peak_kib))
             print(sample_line(samples[-1], "warm-up" if len(samples) == 2 else ""), flush=True)
-        deaths = target.server.worker_deaths()
+            if fake.process.poll() is not None:  # every later stream would fail: stop here
+                deaths.append(f"the fake upstream exited with {fake.process.returncode} "
+                              f"before t={samples[-1].seconds:.0f} s; the soak stopped")
+                break
+        deaths += [f"worker died during the run: {line.strip()}"
+                   for line in target.server.worker_deaths()]
     return samples, deaths, notes
 
 
@@ -169,7 +175,7 @@ def main(argv: list[str] | None = None) -> None:
     samples, deaths, notes = soak(args, placement)
     spans = [sample.span for sample in samples if sample.span is not None]
     checks = soak_checks(samples[1], samples[-1], spans, args.rss_growth, args.fd_slack)
-    checks += [(False, f"worker died during the run: {line.strip()}") for line in deaths]
+    checks += [(False, death) for death in deaths]
     streams = sum(row.streams for row in spans)
     complete = streams - sum(row.errors + row.incomplete for row in spans)
     print(f"\ntotal: {streams} streams, {complete} complete, {complete * args.tokens} tokens "
