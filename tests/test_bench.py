@@ -14,6 +14,7 @@ from tests.bench.bodies import parse_response, raw_offset, read_data_stream, rea
 from tests.bench.checks import check_lines
 from tests.bench.loadgen import _Recorder, build_requests, measure
 from tests.bench.report import RESUME, Row, make_row, percentile
+from tests.bench.soak import Sample, soak_checks
 from tests.bench.targets import REDIS_URL
 from tests.e2e.server import ROOT
 from tests.fakes.protocols import REPLIES, chunk, expected_text
@@ -254,6 +255,29 @@ def test_a_target_not_measured_is_skipped_not_passed():
     assert verdicts([row("service", 200)]) == ["SKIP"] * 9
     # The Redis CPU check needs its own row: the service's does not stand in for it.
     assert verdicts([row("bare relay", 200), row("service", 200)])[3] == "SKIP"
+
+
+def soak_verdicts(end: dict[int, tuple[int, int]], spans: list[Row] | None = None) -> list[bool]:
+    """The soak's verdicts from a baseline of one worker (100,000 KiB, 50 fds) to ``end``."""
+    baseline = Sample(60.0, {7: (100_000, 50)})
+    return [passed for passed, _ in soak_checks(baseline, Sample(600.0, end),
+                                                spans or [row("service", 200)], 10, 4)]
+
+
+def test_the_soak_passes_below_10_percent_rss_growth_and_within_the_fd_slack():
+    assert soak_verdicts({7: (109_999, 54)}) == [True, True, True]
+    assert soak_verdicts({7: (110_000, 54)}) == [False, True, True]   # growth must stay under
+    assert soak_verdicts({7: (90_000, 55)}) == [True, False, True]
+
+
+def test_the_soak_fails_on_a_failed_stream_or_a_replaced_worker():
+    assert soak_verdicts({7: (100_000, 50)}, [row("service", 200), row(
+        "service", 200, incomplete=1)]) == [True, True, False]
+    assert soak_verdicts({7: (100_000, 50)}, [row("service", 200, errors=1)])[-1] is False
+    replaced = soak_checks(Sample(60.0, {7: (100_000, 50)}), Sample(600.0, {8: (90_000, 50)}),
+                           [row("service", 200)])
+    assert [passed for passed, _ in replaced] == [False, True]
+    assert "[7] at the baseline, [8] at the end" in replaced[0][1]
 
 
 @pytest.mark.slow

@@ -4,7 +4,8 @@ Runs in its own process (``python -m tests.bench.loadgen``): one JSON job per st
 JSON answer per stdout line. While streams run, a read costs a timestamp and a list append;
 status, body, text and timings are worked out from the recorded reads once a round is over.
 A ``"kind": "resume"`` job first starts K resumable POSTs, waits for each one's first text
-part, drops them and measures the K GETs that resume their chats.
+part, drops them and measures the K GETs that resume their chats; a ``"kind": "loop"`` job (the
+soak's) keeps K clients streaming, each sending its request again as soon as its last stream ended.
 """
 from __future__ import annotations
 
@@ -129,6 +130,31 @@ async def run_job(job: dict) -> dict:
     return {"results": results, "cpu": cpu, "wall": wall}
 
 
+async def client_loop(port: int, request: bytes, stop_at: float,
+                      deadline: float) -> list[tuple[float, _Recorder, str | None]]:
+    """One client of a loop job: ``request`` again and again, the next as soon as the last
+    ended, until ``stop_at`` (the stream running then may go on until ``deadline``)."""
+    records = []
+    while time.perf_counter() < stop_at:
+        records.append(await fetch(port, request, deadline))
+        if records[-1][2] is not None:
+            await asyncio.sleep(0.1)  # a refused connection should not spin
+    return records
+
+
+async def run_loop_job(job: dict) -> dict:
+    """K clients, one per request, each streaming continuously for ``duration`` seconds
+    (``client_loop``); every stream is measured as in ``run_job``."""
+    requests = build_requests(job)
+    cpu, wall = time.process_time(), time.perf_counter()
+    stop_at, deadline = wall + job["duration"], wall + job["time_limit"]
+    loops = await asyncio.gather(*(client_loop(job["port"], request, stop_at, deadline)
+                                   for request in requests))
+    cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+    results = [measure(*record, job) for records in loops for record in records]
+    return {"results": results, "cpu": cpu, "wall": wall}
+
+
 class _Starter(_Recorder):
     """A resumable POST whose first text part is awaited (parsed on every read, which only
     the resume job's few streams pay, and only until it came)."""
@@ -196,8 +222,8 @@ def main() -> None:
     raise_file_limit()
     for line in sys.stdin:
         job = json.loads(line)
-        answer = asyncio.run(run_resume_job(job) if job.get("kind") == "resume"
-                             else run_job(job))
+        runner = {"resume": run_resume_job, "loop": run_loop_job}.get(job.get("kind"), run_job)
+        answer = asyncio.run(runner(job))
         sys.stdout.write(json.dumps(answer) + "\n")
         sys.stdout.flush()
 

@@ -1,4 +1,4 @@
-"""What the benchmark reads from /proc: CPU time of a process tree, RSS, the machine."""
+"""What the benchmark reads from /proc: CPU time of a process tree, RSS, open fds, the machine."""
 from __future__ import annotations
 
 import os
@@ -56,6 +56,14 @@ def rss_kib(pid: int, key: str = "VmRSS") -> int:
     except OSError:
         pass
     return 0
+
+
+def open_fds(pid: int) -> int:
+    """How many file descriptors ``pid`` has open; 0 once the process is gone."""
+    try:
+        return len(os.listdir(f"/proc/{pid}/fd"))
+    except OSError:
+        return 0
 
 
 class RssPeak:

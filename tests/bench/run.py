@@ -229,14 +229,21 @@ def report(args: argparse.Namespace, pinned: bool, rows: list[Row],
     return text, markdown
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Run the benchmark and print (and optionally write) the report."""
-    args = parse_args(argv)
+def prepare_process() -> Placement:
+    """Ready this process for a run: SIGTERM runs the finally blocks, the descriptor limit is
+    raised, and where processes are pinned this one stays off the server's core."""
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so the finally blocks run
     raise_file_limit()  # inherited by gunicorn, which holds two sockets per stream
     placement = Placement()
     if placement.pinned:
         os.sched_setaffinity(0, {int(placement.client[-1])})  # keep this process off the server
+    return placement
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the benchmark and print (and optionally write) the report."""
+    args = parse_args(argv)
+    placement = prepare_process()
     args.log_dir = Path(tempfile.mkdtemp(prefix="neptun-bench-logs-"))
     started = time.monotonic()
     rows, notes = run(args, placement)
