@@ -24,28 +24,41 @@ def admit(token: str | None, chat_id: int | None = None,
     """401 unless the cookie's session is live (then ``g.user_id`` is set); 404 unless the
     chat, if any, is the user's (the same answer for a missing chat). With a ``turn``, what
     became of it (committed when this returns); a turn without a chat stores nothing."""
+    return _admit(token, chat_id, turn)[0]
+
+
+def admit_chat(token: str | None, chat_id: int) -> int | None:
+    """The checks of ``admit`` for a request about a chat; returns the id of the chat's newest
+    message (None when it has none): a running generation's, if one runs."""
+    return _admit(token, chat_id, None)[1]
+
+
+def _admit(token: str | None, chat_id: int | None,
+           turn: Turn | None) -> tuple[Outcome | None, int | None]:
+    """``admit``'s outcome and the chat's newest message id."""
     hashed = cookie_hash(token)
     if hashed is None:
         accept_session(None)  # raises the 401
     try:
-        session, owned, outcome = app_batcher("chat_requests")((hashed, chat_id, turn))
+        session, owned, outcome, newest = app_batcher("chat_requests")((hashed, chat_id, turn))
     except IntegrityError:
         if turn is None or turn.key is None:
             raise ApiError(404, CHAT_NOT_FOUND) from None  # the chat was deleted meanwhile
         # The same key raced in from another request: now it is found.
-        session, owned, outcome = app_batcher("chat_requests")((hashed, chat_id, turn))
+        session, owned, outcome, newest = app_batcher("chat_requests")((hashed, chat_id, turn))
     accept_session(session)
     if chat_id is None:
-        return _UNSTORED if turn is not None else None
+        return (_UNSTORED if turn is not None else None), None
     if not owned:
         raise ApiError(404, CHAT_NOT_FOUND)
-    return outcome
+    return outcome, newest
 
 
 def admit_chat_requests(engine, items: list[tuple]) -> list[tuple]:
     """The batched step of ``admit``: for (token hash, chat id or None, turn or None) items,
     each one's live session row (None if missing or expired), whether its chat is that user's,
-    and its turn's outcome; the turns of admitted items are stored in the same transaction."""
+    its turn's outcome and its chat's newest message id before the turn; the turns of admitted
+    items are stored in the same transaction."""
     with engine.begin() as connection:
         found = lookup_sessions(connection, [hashed for hashed, _, _ in items])
         now = utcnow()
@@ -61,5 +74,11 @@ def admit_chat_requests(engine, items: list[tuple]) -> list[tuple]:
                          key=lambda index: items[index][1])
         outcomes = dict(zip(turning, start_turns(
             connection, [(items[index][1], items[index][2]) for index in turning], heads)))
-    return [(session, owned.get(index, False), outcomes.get(index))
-            for index, session in enumerate(sessions)]
+    return [(session, owned.get(index, False), outcomes.get(index),
+             _newest(heads.get(chat_id)) if owned.get(index) else None)
+            for index, (session, (_, chat_id, _)) in enumerate(zip(sessions, items))]
+
+
+def _newest(head: tuple | None) -> int | None:
+    """The newest message id of a chat head (see ``chat_heads``)."""
+    return head[1][0] if head is not None and head[1] is not None else None

@@ -23,7 +23,7 @@ from ..streaming.reader import RunReader
 from ..streaming.retry import Candidate, RetryPolicy, open_first, with_fallbacks
 from ..streaming.upstream import Timeouts
 from ..validation import load_args, load_body
-from .admission import admit
+from .admission import admit, admit_chat
 from .settings import provider_settings
 
 RETIRED_MESSAGE = "Service not available anymore."
@@ -74,7 +74,7 @@ def chat_response(entry: CatalogEntry | None, invalid_message: str):
             candidates = with_fallbacks(first, current_catalog().fallbacks_of(entry),
                                         partial(_fallback, messages=messages))
             return _stream(candidates, encoder, outcome.generation_id,
-                           args["resumable"] or protocol == "ui", chat_id, slot)
+                           args["resumable"] or protocol == "ui", chat_id, protocol, slot)
         except BaseException:
             slot.release()   # no run took it (a started run gives it back when it ends)
             raise
@@ -158,7 +158,7 @@ def _fallback(entry: CatalogEntry, messages: list[dict]) -> Candidate:
 
 
 def _stream(candidates, encoder, generation_id: int | None, resumable: bool,
-            chat_id: int | None, slot: fairuse.Slot = fairuse.NO_SLOT):
+            chat_id: int | None, protocol: str, slot: fairuse.Slot = fairuse.NO_SLOT):
     """Open the upstream of the first candidate that answers (retries and fallbacks:
     streaming/retry.py), read to its first content (so failures get a real status), then
     hand the run to its own greenlet; the response is the run's first reader. The run gives
@@ -171,7 +171,8 @@ def _stream(candidates, encoder, generation_id: int | None, resumable: bool,
     except ApiError:
         runs.discard(generation_id)
         raise
-    run = runs.new_run(generation_id, resumable, chat_id=chat_id, response=response,
+    run = runs.new_run(generation_id, resumable, chat_id=chat_id, protocol=protocol,
+                       response=response,
                        on_end=fairuse.end_hook(slot, g.user_id),
                        adapter=chosen.adapter, request=chosen.request, timeouts=timeouts,
                        model_id=chosen.model_id, max_tokens=chosen.max_tokens)
@@ -215,9 +216,8 @@ def resume_response(entry: CatalogEntry | None, invalid_message: str,
     except Exception:
         admit(token)
         raise
-    admit(token, chat_id)
     runs = generations()
-    found = runs.running(chat_id)
+    found = runs.running(chat_id, newest=admit_chat(token, chat_id))
     if found is None:
         return current_app.response_class(status=204)
     generation_id, started_in = found

@@ -15,6 +15,7 @@ import threading
 import time
 import uuid
 import weakref
+from contextlib import nullcontext
 from collections.abc import Iterator
 from functools import partial
 
@@ -61,7 +62,8 @@ class Generations:
         self._unstored: set[Run] = set()
         self._cursors: dict[int, list[int]] = {}   # run id -> [parts appended, batches]
         self._synced: dict[int, int] = {}          # run id -> generated chars stored
-        self._chat_ids: dict[int, int | None] = {}  # run id -> its chat (for the logs)
+        # run id -> its chat (for the logs) and the protocol it was started in (for resumes)
+        self._about: dict[int, tuple[int | None, str]] = {}
         self._pid: int | None = None
         self._lock = self._append_lock = None
         self._looping = False
@@ -76,11 +78,12 @@ class Generations:
         return f"msg-{generation_id}" if generation_id else f"msg-{uuid.uuid4().hex}"
 
     def new_run(self, generation_id: int | None, resumable: bool, on_end=None,
-                chat_id: int | None = None, **settings) -> Run:
+                chat_id: int | None = None, protocol: str = "data", **settings) -> Run:
         """A run for a started generation (None: nothing stored, not resumable) of the chat
-        ``chat_id``; ``on_end``, if given, is also told of an unstored run's end."""
+        ``chat_id``, asked in ``protocol``; ``on_end``, if given, is also told of an unstored
+        run's end."""
         if generation_id is not None:
-            self._chat_ids[generation_id] = chat_id
+            self._about[generation_id] = (chat_id, protocol)
         return Run(message_id=self.message_id(generation_id), key=generation_id,
                    resumable=resumable and generation_id is not None,
                    on_end=partial(self._ended, after=on_end), **settings)
@@ -103,7 +106,7 @@ class Generations:
     def discard(self, generation_id: int | None) -> None:
         """Forget a generation whose upstream failed before streaming."""
         if generation_id is not None:
-            self._chat_ids.pop(generation_id, None)
+            self._about.pop(generation_id, None)
             store.discard(self._engine, generation_id)
 
     def _ended(self, run: Run, tail: list, after=None) -> None:
@@ -133,7 +136,7 @@ class Generations:
         item = {"row_id": generation_id, "text": run.reply.text, "reason": run.reason,
                 "prompt": prompt, "completion": completion,
                 "estimated": run.reply.usage_estimated, "model": run.model_id, "log": batches}
-        chat_id = self._chat_ids.pop(generation_id, None)
+        chat_id = self._about.pop(generation_id, (None, None))[0]
         metrics.reply_finished(run.model_id, prompt, completion, run.seconds_to_first_token(),
                                run.seconds())
         try:
@@ -228,19 +231,16 @@ class Generations:
 
     def _tick(self, sync: bool, stops: bool = True) -> None:
         """One round: log, text and heartbeat, stop requests (when ``stops``), grace windows,
-        the reaper."""
+        the reaper. The round's database work is one transaction."""
         runs = [run for run in list(self._local.values()) if not run.done]
-        with self._append_lock:
-            self.log.append([batch for run in runs for batch in self._claim(run)])
         ids = [run.key for run in runs]
-        if sync:
-            texts = {}
-            for run in runs:
-                if self._synced.get(run.key) != run.reply.generated_chars:
-                    self._synced[run.key] = run.reply.generated_chars
-                    texts[run.key] = run.reply.text
-            store.sync(self._engine, texts, ids)
-        for generation_id in (self.log.stop_requested(ids) if stops else ()):
+        sql = runs and (sync or self.log.in_database)
+        with self._append_lock, (self._engine.begin() if sql else nullcontext()) as connection:
+            self.log.append([batch for run in runs for batch in self._claim(run)], connection)
+            if sync and runs:
+                store.sync(connection, self._unsynced(runs), ids)
+            stopped = self.log.stop_requested(ids, connection) if stops else ()
+        for generation_id in stopped:
             run = self._local.get(generation_id)
             if run is not None:
                 run.cancel("stopped")
@@ -253,6 +253,15 @@ class Generations:
                 else:
                     run.cancel("aborted")
         self.maybe_reap()
+
+    def _unsynced(self, runs: list[Run]) -> dict[int, str]:
+        """The text of each run that generated more since it was last stored."""
+        texts = {}
+        for run in runs:
+            if self._synced.get(run.key) != run.reply.generated_chars:
+                self._synced[run.key] = run.reply.generated_chars
+                texts[run.key] = run.reply.text
+        return texts
 
     # Any run of the app, from any request.
 
@@ -305,9 +314,13 @@ class Generations:
         head = [start_part(self.message_id(generation_id))]
         return head + ([ended["message"]] if ended["message"] else []) + [finish]
 
-    def running(self, chat_id: int) -> tuple[int, str] | None:
+    def running(self, chat_id: int, newest: int | None = None) -> tuple[int, str] | None:
         """The chat's running generation (the newest, if several) and the protocol it was
-        started in, or None."""
+        started in, or None. ``newest``, the chat's newest message id, answers from memory
+        when it is a run of this process (no query)."""
+        run = self._local.get(newest) if newest is not None else None
+        if run is not None and not run.done:
+            return newest, self._about.get(newest, (None, "data"))[1]
         self.maybe_reap()
         found = store.running(self._engine, chat_id)
         return found[0] if found else None
