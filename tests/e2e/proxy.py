@@ -21,6 +21,7 @@ class TcpProxy:
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.port = self._listener.getsockname()[1]
         self.mode = mode
+        self.delay = 0.0   # seconds each read waits before it is passed on (a slow network)
         self._sockets: list[socket.socket] = []
         self._lock = threading.Lock()
         threading.Thread(target=self._accept, daemon=True).start()
@@ -55,6 +56,8 @@ class TcpProxy:
                 if self.mode == "refuse":
                     _reset(source, sink)
                     return
+                if self.delay:
+                    time.sleep(self.delay)
                 if not bytewise:
                     sink.sendall(data)
                     continue

@@ -486,3 +486,44 @@ def test_clients_leaving_while_their_reader_waits_do_not_hurt_the_worker(pair):
     for chat_id in chats:
         assert wait_stored(api, chat_id, {"stop", "aborted"}, timeout=15)[-1]["message"]
     assert worker_pids(pair.process.pid) == masters_workers
+
+
+def test_a_slow_redis_never_stalls_a_sqlite_worker(upstream, tmp_path):
+    """SQLite waits for a write lock in C, blocking the whole gevent worker: a greenlet that
+    held the lock across a Redis round trip (a yield) would freeze every request until the
+    wait timed out. With Redis 30 ms away, streams and new turns keep flowing, /health
+    answers at once, and every reply is stored."""
+    from .proxy import TcpProxy
+
+    database_url = f"sqlite:///{tmp_path / 'slow-redis.sqlite3'}"
+    migrate(database_url)
+    proxy = TcpProxy(6379)
+    proxy.delay = 0.03
+    server = Gunicorn({"DATABASE_URL": database_url, **upstream_env(upstream.base_url),
+                       **TIMEOUT_ENV, "DATABASE_TIMEOUT": "6",
+                       "REDIS_URL": f"redis://127.0.0.1:{proxy.port}/9",
+                       "REDIS_KEY_PREFIX": f"neptun-test-{uuid.uuid4().hex}:"}, workers=1)
+    try:
+        api = Client(server.base_url)
+        chats = [api.create_chat(MODEL) for _ in range(24)]
+
+        def turn(chat_id: int) -> int:
+            response = api.chat(PATH, tagged(tokens=20, delay_ms=100), chat_id)
+            return response.status_code
+
+        slowest = 0.0
+        with ThreadPoolExecutor(len(chats)) as pool:
+            statuses = []
+            for chat_id in chats:
+                statuses.append(pool.submit(turn, chat_id))
+                started = time.monotonic()
+                assert requests.get(server.base_url + "/health", timeout=30).status_code == 200
+                slowest = max(slowest, time.monotonic() - started)
+                time.sleep(0.15)
+            assert [future.result() for future in statuses] == [200] * len(chats)
+        assert slowest < 1.0, f"/health took {slowest:.1f} s"
+        for chat_id in chats:
+            assert wait_stored(api, chat_id, {"stop"})[-1]["finish_reason"] == "stop"
+    finally:
+        server.stop()
+        proxy.close()
