@@ -26,27 +26,21 @@ PRESENCE_SECONDS = 2.0
 
 
 class SqlLog:
-    """The log in the ``generation_events`` table; the stop signal in ``generations``. The
-    writer's calls take the connection of a transaction the caller holds, if any (the
-    generations loop does a round's writes and reads in one)."""
+    """The log in the ``generation_events`` table; the stop signal in ``generations``."""
 
     start = 0    # the cursor before the first batch: batches are numbered from 1
-    in_database = True
 
     def __init__(self, engine):
         self._engine = engine
 
-    def append(self, batches: list[tuple[int, int, bytes]], connection=None) -> None:
+    def append(self, batches: list[tuple[int, int, bytes]]) -> None:
         """Store (generation id, batch number, JSON parts) batches in one transaction."""
         if not batches:
             return
-        rows = [{"generation_id": gid, "seq": seq, "parts": data.decode()}
-                for gid, seq, data in batches]
-        if connection is not None:
-            connection.execute(_INSERT_EVENTS, rows)
-            return
         with self._engine.begin() as connection:
-            connection.execute(_INSERT_EVENTS, rows)
+            connection.execute(_INSERT_EVENTS, [
+                {"generation_id": gid, "seq": seq, "parts": data.decode()}
+                for gid, seq, data in batches])
 
     def read(self, generation_id: int, cursor: int) -> list[tuple[int, bytes]]:
         """The batches after ``cursor``, in order, up to the first one not yet committed;
@@ -75,12 +69,13 @@ class SqlLog:
             connection.execute(update(_generations).where(_generations.c.id == generation_id)
                                .values(stop_requested=True))
 
-    def stop_requested(self, generation_ids: list[int], connection) -> set[int]:
+    def stop_requested(self, generation_ids: list[int]) -> set[int]:
         """Which of these generations someone asked to stop."""
         if not generation_ids:
             return set()
-        return set(connection.scalars(select(_generations.c.id).where(
-            _generations.c.id.in_(generation_ids), _generations.c.stop_requested)))
+        with self._engine.connect() as connection:
+            return set(connection.scalars(select(_generations.c.id).where(
+                _generations.c.id.in_(generation_ids), _generations.c.stop_requested)))
 
     def mark_reader(self, generation_id: int) -> None:
         """A reader on this process follows the generation."""
@@ -101,7 +96,6 @@ class RedisLog:
     and per remote reader's presence."""
 
     start = "0"
-    in_database = False
     #: Most batches one stream keeps (a batch is at least ~0.1 s of a reply).
     MAX_BATCHES = 20_000
     #: Seconds an ended generation's stream is kept for readers still catching up.
@@ -116,9 +110,8 @@ class RedisLog:
     def _key(self, generation_id: int, what: str) -> str:
         return f"{self._prefix}gen:{generation_id}:{what}"
 
-    def append(self, batches: list[tuple[int, int, bytes]], connection=None) -> None:
-        """Add each batch to its generation's stream, in one round trip (``connection``, a
-        database transaction's, is not needed)."""
+    def append(self, batches: list[tuple[int, int, bytes]]) -> None:
+        """Add each batch to its generation's stream, in one round trip."""
         if not batches:
             return
         pipe = self._redis.pipeline(transaction=False)
@@ -149,7 +142,7 @@ class RedisLog:
         """Ask the owner of a generation, wherever it runs, to stop it."""
         self._redis.set(self._key(generation_id, "stop"), b"1", ex=self.STOP_SECONDS)
 
-    def stop_requested(self, generation_ids: list[int], connection=None) -> set[int]:
+    def stop_requested(self, generation_ids: list[int]) -> set[int]:
         """Which of these generations someone asked to stop (one round trip)."""
         if not generation_ids:
             return set()

@@ -15,7 +15,6 @@ import threading
 import time
 import uuid
 import weakref
-from contextlib import nullcontext
 from collections.abc import Iterator
 from functools import partial
 
@@ -230,19 +229,17 @@ class Generations:
                 next_sync = now + SYNC
 
     def _tick(self, sync: bool, stops: bool = True) -> None:
-        """One round: log, stop requests (when ``stops``), text and heartbeat, grace windows,
-        the reaper. The round's database work is one transaction. Its SQL write comes after
-        the log's calls: with the log in Redis, a Redis round trip yields to other greenlets,
-        and one of them waiting for SQLite's write lock (a wait in C) would block the whole
-        process, the lock's holder included."""
+        """One round: log, text and heartbeat, stop requests (when ``stops``), grace windows,
+        the reaper. Each store call is its own short transaction: an SQLite write lock held
+        across a Redis round trip (a yield) would let another greenlet's lock wait, a wait in
+        C, block the whole process, the lock's holder included."""
         runs = [run for run in list(self._local.values()) if not run.done]
+        with self._append_lock:
+            self.log.append([batch for run in runs for batch in self._claim(run)])
         ids = [run.key for run in runs]
-        sql = runs and (sync or self.log.in_database)
-        with self._append_lock, (self._engine.begin() if sql else nullcontext()) as connection:
-            self.log.append([batch for run in runs for batch in self._claim(run)], connection)
-            stopped = self.log.stop_requested(ids, connection) if stops else ()
-            if sync and runs:
-                store.sync(connection, self._unsynced(runs), ids)
+        if sync:
+            store.sync(self._engine, self._unsynced(runs), ids)
+        stopped = self.log.stop_requested(ids) if stops else ()
         for generation_id in stopped:
             run = self._local.get(generation_id)
             if run is not None:

@@ -183,17 +183,17 @@ def discard(engine, generation_id: int) -> None:
         connection.execute(delete(_messages).where(_messages.c.id == generation_id))
 
 
-def sync(connection, texts: dict[int, str], running: list[int]) -> None:
-    """Bring running replies' stored text up to date and mark their owner alive (in the
-    caller's transaction)."""
+def sync(engine, texts: dict[int, str], running: list[int]) -> None:
+    """Bring running replies' stored text up to date and mark their owner alive."""
     now = utcnow()
-    if texts:
-        connection.execute(_SYNC_TEXT, [
-            {"row_id": row_id, "text": clean_text(text), "now": now}
-            for row_id, text in sorted(texts.items())])
-    if running:
-        connection.execute(update(_generations).where(_generations.c.id.in_(running))
-                           .values(heartbeat_at=now))
+    with engine.begin() as connection:
+        if texts:
+            connection.execute(_SYNC_TEXT, [
+                {"row_id": row_id, "text": clean_text(text), "now": now}
+                for row_id, text in sorted(texts.items())])
+        if running:
+            connection.execute(update(_generations).where(_generations.c.id.in_(running))
+                               .values(heartbeat_at=now))
 
 
 def running(engine, chat_id: int) -> list[tuple[int, str]]:

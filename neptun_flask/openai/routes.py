@@ -125,8 +125,7 @@ def _start(entry: CatalogEntry, adapter, body: dict, key_id: int | None,
         raise ApiError(400, "messages must hold a user message.", data={"messages": ["empty"]})
     first = _candidate(entry, adapter, body)
     fallbacks = current_catalog().fallbacks_of(entry)
-    candidates = with_fallbacks(first, fallbacks, lambda fallback: _candidate(
-        fallback, get_adapter(fallback.spec.provider), body))
+    candidates = with_fallbacks(first, fallbacks, partial(_fallback, body=body))
     timeouts = Timeouts.from_config(config)
     chosen, response = open_first(candidates, timeouts, RetryPolicy.from_config(config))
     engine = db.engine
@@ -142,13 +141,20 @@ def _start(entry: CatalogEntry, adapter, body: dict, key_id: int | None,
     return run
 
 
+def _fallback(entry: CatalogEntry, body: dict) -> Candidate:
+    """A fallback model, asked as ``_candidate`` asks the requested one once its options are
+    checked (ApiError when it does not support one)."""
+    adapter = get_adapter(entry.spec.provider)
+    _check_options(entry, adapter, body)
+    return _candidate(entry, adapter, body)
+
+
 def _candidate(entry: CatalogEntry, adapter, body: dict) -> Candidate:
-    """The model asked with the request's options over the catalog's parameters, and its
-    system messages instead of the default instruction; 400 (ApiError) when an option is not
-    supported or the prompt is too long for the model."""
+    """The model asked with the request's options (checked: ``_check_options``) over the
+    catalog's parameters, and its system messages instead of the default instruction; 400
+    (ApiError) when the prompt is too long for the model."""
     config = current_app.config
     spec = entry.spec
-    _check_options(entry, adapter, body)
     options = dict(body["options"])
     if "max_new_tokens" in options:   # capped by the catalog
         options["max_new_tokens"] = min(options["max_new_tokens"],

@@ -14,18 +14,18 @@ from typing import Callable
 
 try:
     import gevent
-    from gevent import monkey
 except ImportError:  # pragma: no cover - gevent is a dependency, but keep flask run working
     gevent = None
-    monkey = None
+
+from .disconnect import client_socket, stop_nothing
 
 
 def cut_after(environ: dict, seconds: float, on_cut: Callable[[], None]) -> Callable[[], None]:
     """Cut the client connection in ``seconds``, then call ``on_cut``, unless the returned
     function (which is safe to call more than once) is called first."""
-    sock = environ.get("gunicorn.socket")
-    if sock is None or gevent is None or not monkey.is_module_patched("socket"):
-        return _noop
+    sock = client_socket(environ)
+    if sock is None:
+        return stop_nothing
     return _Deadline(sock, seconds, on_cut).stop
 
 
@@ -66,6 +66,3 @@ class _Deadline:
         self._timer.close()
         self._timer = self._sock = self._on_cut = None
 
-
-def _noop() -> None:
-    """Nothing to stop."""

@@ -33,10 +33,19 @@ def watch_disconnect(environ: dict, on_disconnect: Callable[[], None],
     """Start watching the client socket: ``on_disconnect`` when it fails, ``on_eof`` (once, and
     the watch ends) when the client closed its sending side; returns a function that stops
     watching."""
+    sock = client_socket(environ)
+    if sock is None:
+        return stop_nothing
+    return _Watch(sock, on_disconnect, on_eof).stop
+
+
+def client_socket(environ: dict):
+    """The request's client socket when served by gunicorn's gevent worker (its event loop can
+    watch it), else None."""
     sock = environ.get("gunicorn.socket")
     if sock is None or gevent is None or not monkey.is_module_patched("socket"):
-        return _noop
-    return _Watch(sock, on_disconnect, on_eof).stop
+        return None
+    return sock
 
 
 class _Watch:
@@ -98,5 +107,5 @@ class _Watch:
         self._io = self._timer = self._on_disconnect = self._on_eof = None
 
 
-def _noop() -> None:
+def stop_nothing() -> None:
     """Nothing to stop."""

@@ -3,16 +3,16 @@ from __future__ import annotations
 
 import logging
 import socket
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from email.utils import parsedate_to_datetime
 from functools import partial
 from urllib.parse import urlsplit
 
 import orjson
 import requests
 from requests.adapters import HTTPAdapter
+from urllib3.exceptions import InvalidHeader
+from urllib3.util.retry import Retry
 
 from .. import metrics
 from ..errors import ApiError
@@ -21,6 +21,7 @@ from ..providers.base import Adapter, UpstreamRequest
 log = logging.getLogger(__name__)
 
 _ERROR_BODY_LIMIT = 64 * 1024
+_RETRY_AFTER = Retry(0)   # only its Retry-After parser is used
 
 
 class UpstreamError(ApiError):
@@ -124,16 +125,13 @@ def _status_error(response: requests.Response, adapter: Adapter,
 
 
 def retry_after_seconds(value: str | None) -> float | None:
-    """A ``Retry-After`` header in seconds from now (delay-seconds or an HTTP date); None when
-    absent or unreadable."""
+    """A ``Retry-After`` header in seconds from now (delay-seconds or an HTTP date, read by
+    urllib3's parser); None when absent or unreadable."""
     if not value:
         return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
     try:
-        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
-    except (TypeError, ValueError, IndexError, OverflowError):
+        return float(_RETRY_AFTER.parse_retry_after(value))
+    except InvalidHeader:
         return None
 
 
