@@ -66,13 +66,38 @@ class Metrics:
                                      "route rule and status", ["method", "route", "status"])
 
 
+class _Unrecorded:
+    """Any metric of a process that records none: each call does nothing."""
+
+    def labels(self, *values: str) -> "_Unrecorded":
+        return self
+
+    def inc(self, amount: float = 1) -> None:
+        """Nothing."""
+
+    dec = observe = inc
+
+
+class _NotRecording:
+    """What ``get()`` gives a process that records no metrics: every metric, unrecorded."""
+
+    def __getattr__(self, name: str) -> _Unrecorded:
+        return _UNRECORDED
+
+
+_UNRECORDED = _Unrecorded()
 _made: Metrics | None = None
 _making = threading.Lock()
+#: Whether this process records: switched on by the first app made with METRICS_ENABLED (a
+#: process that serves no /metrics would only pay for numbers nobody can read).
+_recording = False
 
 
 def get() -> Metrics:
-    """This process's metric objects."""
+    """This process's metric objects (ones that do nothing while it does not record)."""
     global _made
+    if not _recording:
+        return _NotRecording()
     if _made is None:
         with _making:
             if _made is None:
@@ -176,7 +201,9 @@ def _registry():
 
 
 def init_app(app: Flask) -> None:
-    """Count every response; serve /metrics when METRICS_ENABLED."""
-    app.after_request(request_done)
+    """With METRICS_ENABLED: record in this process, count every response, serve /metrics."""
+    global _recording
     if app.config["METRICS_ENABLED"]:
+        _recording = True
+        app.after_request(request_done)
         app.register_blueprint(bp)

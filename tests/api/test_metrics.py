@@ -63,7 +63,28 @@ def test_metrics_token_gate_accepts(app_factory):
     assert scrape(client, Authorization="Bearer s3cret-token")
 
 
-def test_reply_finished_observes_ttft_tpot_and_tokens():
+@pytest.fixture
+def recording(monkeypatch):
+    """This process records metrics (as once an app with METRICS_ENABLED was made)."""
+    monkeypatch.setattr(metrics, "_recording", True)
+
+
+def test_nothing_is_recorded_without_metrics_enabled(monkeypatch, client):
+    """A process whose apps serve no /metrics records nothing: not a request, not a reply."""
+    monkeypatch.setattr(metrics, "_recording", False)
+    model = "test/unrecorded-model"
+    requests = ("neptun_http_requests_total", {"method": "GET", "route": "/health",
+                                               "status": "200"})
+    before = value(requests[0], **requests[1])
+    assert client.get("/health").status_code == 200
+    metrics.reply_finished(model, 12, 5, 0.5, 1.3)
+    metrics.batch_size("unrecorded", 3)
+    assert value(requests[0], **requests[1]) == before
+    assert value("neptun_input_tokens_total", model=model) == 0
+    assert value("neptun_db_batch_size_count", batcher="unrecorded") == 0
+
+
+def test_reply_finished_observes_ttft_tpot_and_tokens(recording):
     """reply_finished: TTFT, time per output token after the first, tokens in and out."""
     model = "test/metrics-model"
     metrics.reply_finished(model, 12, 5, 0.5, 1.3)
@@ -75,7 +96,7 @@ def test_reply_finished_observes_ttft_tpot_and_tokens():
     assert value("neptun_time_to_first_token_seconds_count", model=model) == 1
 
 
-def test_stream_gauge_and_store_counters():
+def test_stream_gauge_and_store_counters(recording):
     """stream_opened/closed move the gauge; stored and lost replies count."""
     start = value("neptun_active_streams")
     metrics.stream_opened(), metrics.stream_opened(), metrics.stream_closed()
