@@ -43,9 +43,10 @@ class Placement:
 class Child:
     """A child process in its own process group."""
 
-    def __init__(self, command: list[str], env: dict[str, str] | None = None, **popen) -> None:
+    def __init__(self, command: list[str], env: dict[str, str] | None = None,
+                 root: Path = ROOT, **popen) -> None:
         self.command = command
-        self.process = subprocess.Popen(command, cwd=ROOT, env=env, start_new_session=True,
+        self.process = subprocess.Popen(command, cwd=root, env=env, start_new_session=True,
                                         **popen)
         self.pid = self.process.pid
 
@@ -123,9 +124,9 @@ def server_env(settings: dict[str, str]) -> dict[str, str]:
     return {**env, **SERVER_SETTINGS, **settings}
 
 
-def migrate(database_url: str) -> None:
-    """Create the schema with the project's own release step."""
-    subprocess.run([sys.executable, "-m", "flask", "--app", "wsgi", "db", "upgrade"], cwd=ROOT,
+def migrate(database_url: str, root: Path = ROOT) -> None:
+    """Create the schema with the project's own release step (of the checkout at ``root``)."""
+    subprocess.run([sys.executable, "-m", "flask", "--app", "wsgi", "db", "upgrade"], cwd=root,
                    env=server_env({"DATABASE_URL": database_url}), check=True,
                    capture_output=True, timeout=120)
 
@@ -133,10 +134,11 @@ def migrate(database_url: str) -> None:
 class Gunicorn(Child):
     """``gunicorn -w 1 --worker-connections 2000 --no-control-socket -c CONFIG APP`` with
     gevent workers (the service passes ``python:neptun_flask.serving``, its hooks and its
-    gevent worker; the bare relay nothing, so ``-k gevent``)."""
+    gevent worker; the bare relay nothing, so ``-k gevent``). ``root``: the checkout it
+    serves (another one than this, to compare two versions)."""
 
     def __init__(self, placement: Placement, app: str, settings: dict[str, str],
-                 log: Path, config: str | None = None) -> None:
+                 log: Path, config: str | None = None, root: Path = ROOT) -> None:
         self.port = free_port()
         self.log = log
         self.base_url = f"http://127.0.0.1:{self.port}"
@@ -146,7 +148,7 @@ class Gunicorn(Child):
             "--no-control-socket", "--graceful-timeout", "2",
             *(["-c", config] if config else ["-k", "gevent"]), app]
         with log.open("ab") as file:  # gunicorn's own lines would bury the progress output
-            super().__init__(command, server_env(settings), stdout=file,
+            super().__init__(command, server_env(settings), root, stdout=file,
                              stderr=subprocess.STDOUT)
         self.worker_pid = self._wait_ready()
 

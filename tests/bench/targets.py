@@ -19,7 +19,7 @@ from neptun_flask import create_app
 from neptun_flask.ai.settings import provider_settings
 from neptun_flask.catalog import current_catalog
 from neptun_flask.providers import get_adapter
-from tests.e2e.server import upstream_env
+from tests.e2e.server import ROOT, upstream_env
 
 from .processes import Gunicorn, Placement, migrate
 
@@ -92,23 +92,23 @@ class BareRelay:
 
 class Service:
     """The app under gunicorn + gevent (with its hooks) on a fresh SQLite database, as one
-    signed-up user; the shared generation log is in that database unless ``settings`` set
-    ``REDIS_URL``."""
+    signed-up user (of the checkout at ``root``); the shared generation log is in that
+    database unless ``settings`` set ``REDIS_URL``."""
 
     mode = "data"
 
     def __init__(self, placement: Placement, base_url: str, provider: str, model_id: str,
                  pool_size: int, log_dir: Path, name: str = "service",
-                 settings: dict[str, str] | None = None) -> None:
+                 settings: dict[str, str] | None = None, root: Path = ROOT) -> None:
         self.name, self._provider, self._model_id = name, provider, model_id
         self._dir = Path(tempfile.mkdtemp(prefix="neptun-bench-"))
         try:
             database_url = f"sqlite:///{self._dir / 'bench.sqlite3'}"
-            migrate(database_url)
+            migrate(database_url, root)
             self.server = Gunicorn(placement, "wsgi:app", {
                 "DATABASE_URL": database_url, "DATABASE_POOL_SIZE": str(pool_size),
                 **upstream_env(base_url), **(settings or {})},
-                log_dir / f"{name.replace(' ', '-')}.log", config=SERVICE_CONFIG)
+                log_dir / f"{name.replace(' ', '-')}.log", config=SERVICE_CONFIG, root=root)
         except BaseException:
             shutil.rmtree(self._dir, ignore_errors=True)
             raise

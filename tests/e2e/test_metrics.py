@@ -60,7 +60,7 @@ def burst(base_url: str, count: int) -> None:
 
 def stale_file(folder: str) -> None:
     """A previous run's counter file in the folder: 1000 catalog GETs of a dead process."""
-    code = ("from neptun_flask import metrics; "
+    code = ("from neptun_flask import metrics; metrics._recording = True; "
             "metrics.get().http_requests.labels('GET', '/api/models', '200').inc(1000)")
     subprocess.run([sys.executable, "-c", code], check=True,
                    env={**os.environ, "PROMETHEUS_MULTIPROC_DIR": folder})

@@ -1,0 +1,111 @@
+"""Before and after a change, in one run: ``python -m tests.bench.ab BASE_DIR``.
+
+The full benchmark's K=1 rows come from a single round each, and this VM's speed moves by half
+within minutes, so a change of a few tenths of a millisecond per request drowns in two runs
+taken one after the other. This compares two checkouts of the service side by side instead:
+the one at ``BASE_DIR`` (e.g. ``git worktree add /tmp/base HEAD~1``) and this one, each under
+its own gunicorn (the same settings as the benchmark's service), with the bare relay as the
+yardstick. Rounds of ``--requests`` sequential requests are taken in turn (bare, base, this;
+then this, base, bare; ...), so a slow spell falls on all three. Per round it takes each
+server's CPU per request and its median TTFT; the summary gives the medians over rounds of
+each one's ratio to the bare relay, and of this checkout against the base.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+from tests.fakes.protocols import expected_text
+
+from .machine import tree_cpu_seconds
+from .processes import LoadGen, Placement, start_fake
+from .report import percentile
+from .targets import BareRelay, Service, upstream_request
+
+PROVIDER = "openrouter"
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """The command line."""
+    parser = argparse.ArgumentParser(prog="python -m tests.bench.ab", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("base", type=Path, help="a checkout of the version to compare with")
+    parser.add_argument("--requests", type=int, default=300, help="sequential requests per "
+                        "round and server (default 300)")
+    parser.add_argument("--rounds", type=int, default=8)
+    parser.add_argument("--tokens", type=int, default=4, help="tokens per reply (default 4)")
+    parser.add_argument("--delay-ms", type=float, default=0.0)
+    args = parser.parse_args(argv)
+    if not (args.base / "wsgi.py").exists():
+        parser.error(f"{args.base} is not a checkout of the service (no wsgi.py)")
+    return args
+
+
+def measure(loadgen: LoadGen, target, requests: int, tokens: int) -> tuple[float, float]:
+    """``requests`` sequential requests: the server's CPU ms per request and the TTFT p50."""
+    job = {"port": target.port, "requests": target.prepare(1), "headers": target.headers,
+           "rounds": requests, "mode": target.mode, "time_limit": 600,
+           "expected": expected_text(tokens)}
+    before = tree_cpu_seconds(target.cpu_pid)
+    answer = loadgen.run(job, timeout=30)
+    cpu = (tree_cpu_seconds(target.cpu_pid) - before) * 1000 / requests
+    ok = [r for r in answer["results"] if r["status"] == 200 and r["complete"]]
+    if len(ok) != requests:
+        raise RuntimeError(f"{target.name}: {requests - len(ok)} of {requests} requests failed")
+    return cpu, percentile([r["ttft"] * 1000 for r in ok], 50)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the rounds and print each, then the summary."""
+    args = parse_args(argv)
+    placement = Placement()
+    logs = Path(tempfile.mkdtemp(prefix="neptun-ab-logs-"))
+    fake, base_url = start_fake(placement, args.tokens, args.delay_ms)
+    servers, loadgen = [], None
+    try:
+        upstream, model_id = upstream_request(base_url, PROVIDER)
+        servers.append(BareRelay(placement, upstream, PROVIDER, logs))
+        servers.append(Service(placement, base_url, PROVIDER, model_id, 20, logs, name="base",
+                               root=args.base.resolve()))
+        servers.append(Service(placement, base_url, PROVIDER, model_id, 20, logs, name="this"))
+        loadgen = LoadGen(placement)
+        for server in servers:   # pools, caches and the first chat at their working state
+            measure(loadgen, server, 30, args.tokens)
+        runs: dict[str, list[tuple[float, float]]] = {s.name: [] for s in servers}
+        for index in range(args.rounds):
+            for server in servers if index % 2 == 0 else servers[::-1]:
+                runs[server.name].append(measure(loadgen, server, args.requests, args.tokens))
+            print(f"round {index + 1}: " + "; ".join(
+                f"{name} {one[-1][0]:.2f} ms CPU, TTFT p50 {one[-1][1]:.2f} ms"
+                for name, one in runs.items()), file=sys.stderr, flush=True)
+        print("\n".join(summary(runs)))
+        print(f"(server logs in {logs})")
+    finally:
+        for server in servers:
+            server.close()
+        if loadgen is not None:
+            loadgen.stop()
+        fake.stop()
+
+
+def summary(runs: dict[str, list[tuple[float, float]]]) -> list[str]:
+    """Medians over rounds of per-round comparisons (each round's own bare relay)."""
+    bare = runs["bare relay"]
+
+    def median(name: str, against: list, of: int, ratio: bool) -> float:
+        pairs = zip((one[of] for one in runs[name]), (one[of] for one in against))
+        return statistics.median(a / b if ratio else a - b for a, b in pairs)
+
+    lines = [f"{name}: CPU per request {median(name, bare, 0, True):.3f}x the bare relay's, "
+             f"TTFT p50 {median(name, bare, 1, False):+.2f} ms over it"
+             for name in ("base", "this")]
+    lines.append(f"this vs base: CPU per request {median('this', runs['base'], 0, True):.3f}x, "
+                 f"TTFT p50 {median('this', runs['base'], 1, False):+.2f} ms")
+    return lines
+
+
+if __name__ == "__main__":
+    main()
