@@ -7,8 +7,9 @@ the one at ``BASE_DIR`` (e.g. ``git worktree add /tmp/base HEAD~1``) and this on
 its own gunicorn (the same settings as the benchmark's service), with the bare relay as the
 yardstick. Rounds of ``--requests`` sequential requests are taken in turn (bare, base, this;
 then this, base, bare; ...), so a slow spell falls on all three. Per round it takes each
-server's CPU per request and its median TTFT; the summary gives the medians over rounds of
-each one's ratio to the bare relay, and of this checkout against the base.
+server's CPU per request and its median TTFT; the summary gives each service's CPU per
+request against the bare relay's and the base's (over all rounds), and the median over rounds
+of its TTFT difference to them.
 """
 from __future__ import annotations
 
@@ -92,18 +93,20 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def summary(runs: dict[str, list[tuple[float, float]]]) -> list[str]:
-    """Medians over rounds of per-round comparisons (each round's own bare relay)."""
-    bare = runs["bare relay"]
+    """CPU per request over all rounds (the turns spread a slow spell over every server; one
+    round's CPU is only a few clock ticks), and the median over rounds of each round's TTFT
+    difference."""
+    def cpu(name: str, against: str) -> str:
+        total = sum(one[0] for one in runs[against])
+        return f"{sum(one[0] for one in runs[name]) / total:.3f}x" if total else "n/a"
 
-    def median(name: str, against: list, of: int, ratio: bool) -> float:
-        pairs = zip((one[of] for one in runs[name]), (one[of] for one in against))
-        return statistics.median(a / b if ratio else a - b for a, b in pairs)
+    def ttft(name: str, against: str) -> float:
+        return statistics.median(a[1] - b[1] for a, b in zip(runs[name], runs[against]))
 
-    lines = [f"{name}: CPU per request {median(name, bare, 0, True):.3f}x the bare relay's, "
-             f"TTFT p50 {median(name, bare, 1, False):+.2f} ms over it"
-             for name in ("base", "this")]
-    lines.append(f"this vs base: CPU per request {median('this', runs['base'], 0, True):.3f}x, "
-                 f"TTFT p50 {median('this', runs['base'], 1, False):+.2f} ms")
+    lines = [f"{name}: CPU per request {cpu(name, 'bare relay')} the bare relay's, "
+             f"TTFT p50 {ttft(name, 'bare relay'):+.2f} ms over it" for name in ("base", "this")]
+    lines.append(f"this vs base: CPU per request {cpu('this', 'base')}, "
+                 f"TTFT p50 {ttft('this', 'base'):+.2f} ms")
     return lines
 
 
