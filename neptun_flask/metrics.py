@@ -86,6 +86,7 @@ class _NotRecording:
 
 
 _UNRECORDED = _Unrecorded()
+_NOT_RECORDING = _NotRecording()
 _made: Metrics | None = None
 _making = threading.Lock()
 #: Whether this process records: switched on by the first app made with METRICS_ENABLED (a
@@ -97,7 +98,7 @@ def get() -> Metrics:
     """This process's metric objects (ones that do nothing while it does not record)."""
     global _made
     if not _recording:
-        return _NotRecording()
+        return _NOT_RECORDING
     if _made is None:
         with _making:
             if _made is None:

@@ -73,13 +73,12 @@ def test_nothing_is_recorded_without_metrics_enabled(monkeypatch, client):
     """A process whose apps serve no /metrics records nothing: not a request, not a reply."""
     monkeypatch.setattr(metrics, "_recording", False)
     model = "test/unrecorded-model"
-    requests = ("neptun_http_requests_total", {"method": "GET", "route": "/health",
-                                               "status": "200"})
-    before = value(requests[0], **requests[1])
+    health = {"method": "GET", "route": "/health", "status": "200"}
+    before = value("neptun_http_requests_total", **health)
     assert client.get("/health").status_code == 200
     metrics.reply_finished(model, 12, 5, 0.5, 1.3)
     metrics.batch_size("unrecorded", 3)
-    assert value(requests[0], **requests[1]) == before
+    assert value("neptun_http_requests_total", **health) == before
     assert value("neptun_input_tokens_total", model=model) == 0
     assert value("neptun_db_batch_size_count", batcher="unrecorded") == 0
 

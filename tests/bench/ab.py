@@ -19,9 +19,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from tests.fakes.protocols import expected_text
-
-from .machine import tree_cpu_seconds
+from .measure import Bench
 from .processes import LoadGen, Placement, start_fake
 from .report import percentile
 from .targets import BareRelay, Service, upstream_request
@@ -34,29 +32,27 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m tests.bench.ab", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("base", type=Path, help="a checkout of the version to compare with")
-    parser.add_argument("--requests", type=int, default=300, help="sequential requests per "
-                        "round and server (default 300)")
+    parser.add_argument("--requests", type=int, default=300, dest="sequential",
+                        help="sequential requests per round and server (default 300)")
     parser.add_argument("--rounds", type=int, default=8)
     parser.add_argument("--tokens", type=int, default=4, help="tokens per reply (default 4)")
     parser.add_argument("--delay-ms", type=float, default=0.0)
     args = parser.parse_args(argv)
+    args.duration_limit = 600.0   # what Bench's rounds read besides the above
     if not (args.base / "wsgi.py").exists():
         parser.error(f"{args.base} is not a checkout of the service (no wsgi.py)")
     return args
 
 
-def measure(loadgen: LoadGen, target, requests: int, tokens: int) -> tuple[float, float]:
-    """``requests`` sequential requests: the server's CPU ms per request and the TTFT p50."""
-    job = {"port": target.port, "requests": target.prepare(1), "headers": target.headers,
-           "rounds": requests, "mode": target.mode, "time_limit": 600,
-           "expected": expected_text(tokens)}
-    before = tree_cpu_seconds(target.cpu_pid)
-    answer = loadgen.run(job, timeout=30)
-    cpu = (tree_cpu_seconds(target.cpu_pid) - before) * 1000 / requests
-    ok = [r for r in answer["results"] if r["status"] == 200 and r["complete"]]
-    if len(ok) != requests:
-        raise RuntimeError(f"{target.name}: {requests - len(ok)} of {requests} requests failed")
-    return cpu, percentile([r["ttft"] * 1000 for r in ok], 50)
+def measure(bench: Bench, target) -> tuple[float, float]:
+    """One K=1 round of the benchmark (``--requests`` sequential requests): the server's CPU ms
+    per request and the TTFT p50."""
+    done = bench.measure_round(target, 1)
+    ok = [r for r in done.results if r["status"] == 200 and r["complete"]]
+    if len(ok) != len(done.results):
+        raise RuntimeError(f"{target.name}: {len(done.results) - len(ok)} of "
+                           f"{len(done.results)} requests failed")
+    return done.server_cpu * 1000 / len(ok), percentile([r["ttft"] * 1000 for r in ok], 50)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -73,12 +69,13 @@ def main(argv: list[str] | None = None) -> None:
                                root=args.base.resolve()))
         servers.append(Service(placement, base_url, PROVIDER, model_id, 20, logs, name="this"))
         loadgen = LoadGen(placement)
+        bench = Bench(args, loadgen, fake.pid)
         for server in servers:   # pools, caches and the first chat at their working state
-            measure(loadgen, server, 30, args.tokens)
+            measure(bench, server)
         runs: dict[str, list[tuple[float, float]]] = {s.name: [] for s in servers}
         for index in range(args.rounds):
             for server in servers if index % 2 == 0 else servers[::-1]:
-                runs[server.name].append(measure(loadgen, server, args.requests, args.tokens))
+                runs[server.name].append(measure(bench, server))
             print(f"round {index + 1}: " + "; ".join(
                 f"{name} {one[-1][0]:.2f} ms CPU, TTFT p50 {one[-1][1]:.2f} ms"
                 for name, one in runs.items()), file=sys.stderr, flush=True)
