@@ -45,10 +45,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add("--delay-ms", type=float, default=20, help="D: milliseconds between tokens")
     add("--provider", default="openrouter", choices=sorted(MODEL_NAMES))
     add("--duration-limit", type=float, default=60, help="seconds allowed for each K run")
-    add("--sequential", type=int, default=30, help="requests one after another at K=1")
+    add("--sequential", type=int, default=6,
+        help="requests one after another in each K=1 round")
     add("--warmup", type=int, default=5, help="concurrent warm-up requests before K=1")
     add("--rounds", type=int, default=5,
-        help="measured rounds of K streams per target at each K > 1 (K=1: one round)")
+        help="measured rounds per target at each K (K streams; K=1: --sequential in a row)")
     add("--pool-size", type=int, default=20, help="DATABASE_POOL_SIZE of the main service run")
     add("--small-pool-k", type=int, default=200, help="K of the DATABASE_POOL_SIZE=5 run")
     add("--redis-k", default="200,500", help="K values of the service with its log in Redis")
@@ -138,7 +139,7 @@ def run(args: argparse.Namespace, placement: Placement) -> tuple[list[Row], list
             try:
                 for target in active:
                     bench.warm_up(target, k)
-                turns = (args.rounds if k > 1 else 1) if active else 0  # none: resume only
+                turns = args.rounds if active else 0  # none: resume only
                 for turn in range(turns):
                     # The order rotates, so no target always goes first after the warm-ups.
                     for target in active[turn % len(active):] + active[:turn % len(active)]:
@@ -208,8 +209,8 @@ def report(args: argparse.Namespace, pinned: bool, rows: list[Row],
     """The report as terminal text and as markdown."""
     about = [machine_summary(pinned),
              f"N={args.tokens} tokens, D={args.delay_ms:g} ms, provider={args.provider}, one "
-             f"gevent worker; times in ms; K=1 is {args.sequential} sequential requests, "
-             f"every other K {args.rounds} rounds of K streams per target, taken in turn; "
+             f"gevent worker; times in ms; {args.rounds} rounds per target at each K, taken in "
+             f"turn, of K streams (K=1: {args.sequential} sequential requests); "
              f"service DATABASE_POOL_SIZE={args.pool_size}; the direct row's CPU and RSS are "
              f"the fake upstream's; client core = busy share of the fake + load generator core",
              f"total run time {seconds:.0f} s; server logs in {args.log_dir}"]
