@@ -7,16 +7,29 @@ once, and a burst of requests moves through in one wave instead of two.
 """
 from __future__ import annotations
 
+from sqlalchemy import and_, bindparam, select
 from sqlalchemy.exc import IntegrityError
 
-from ..auth.sessions import accept_session, cookie_hash, is_live, lookup_sessions
+from ..auth.sessions import accept_session, cookie_hash, is_live
 from ..batching import app_batcher
 from ..chats.store import CHAT_NOT_FOUND
 from ..errors import ApiError
-from ..generations.store import Outcome, Turn, chat_heads, start_turns
-from ..models import utcnow
+from ..generations.store import (HEAD_COLUMNS, Outcome, Turn, start_turns,
+                                 with_newest_message)
+from ..models import Chat, Session, utcnow
+from ..schemas import storable_id
 
 _UNSTORED = Outcome("new")
+_sessions, _chats = Session.__table__, Chat.__table__
+# The batch's sessions, each with those of its user's chats that were asked for and their
+# newest messages: the session, the owner and the repeated-turn checks in one query.
+_ASKED = (select(_sessions.c.token_hash, _sessions.c.id, _sessions.c.user_id,
+                 _sessions.c.last_seen_at, _sessions.c.expires_at, _chats.c.id.label("chat_id"),
+                 *HEAD_COLUMNS)
+          .select_from(with_newest_message(_sessions.outerjoin(_chats, and_(
+              _chats.c.user_id == _sessions.c.user_id,
+              _chats.c.id.in_(bindparam("chat_ids", expanding=True))))))
+          .where(_sessions.c.token_hash.in_(bindparam("hashes", expanding=True))))
 
 
 def admit(token: str | None, chat_id: int | None = None,
@@ -60,13 +73,12 @@ def admit_chat_requests(engine, items: list[tuple]) -> list[tuple]:
     its turn's outcome and its chat's newest message id before the turn; the turns of admitted
     items are stored in the same transaction."""
     with engine.begin() as connection:
-        found = lookup_sessions(connection, [hashed for hashed, _, _ in items])
+        found, heads = _asked(connection, items)
         now = utcnow()
         sessions = [row if is_live(row, now) else None
                     for row in (found.get(hashed) for hashed, _, _ in items)]
         asked = [index for index, ((_, chat_id, _), session) in enumerate(zip(items, sessions))
                  if session is not None and chat_id is not None]
-        heads = chat_heads(connection, [items[index][1] for index in asked])
         owned = {index: items[index][1] in heads
                  and heads[items[index][1]][0] == sessions[index].user_id for index in asked}
         # In chat order: two batches lock the chats they touch in the same order (no deadlock).
@@ -79,6 +91,22 @@ def admit_chat_requests(engine, items: list[tuple]) -> list[tuple]:
             for index, (session, (_, chat_id, _)) in enumerate(zip(sessions, items))]
 
 
+def _asked(connection, items: list[tuple]) -> tuple[dict, dict]:
+    """The items' session rows by token hash, and the heads of the asked chats that belong to
+    those sessions' users: chat id -> (owner's user id, newest message as (id, actor, text) or
+    None). An id no row can have is asked for no chat."""
+    chat_ids = {chat_id for _, chat_id, _ in items if chat_id is not None and storable_id(chat_id)}
+    found, heads = {}, {}
+    for row in connection.execute(_ASKED, {"hashes": sorted({hashed for hashed, _, _ in items}),
+                                           "chat_ids": sorted(chat_ids)}):
+        found[row.token_hash] = row
+        if row.chat_id is not None:
+            newest = row.head_id
+            heads[row.chat_id] = (row.user_id, None if newest is None
+                                  else (newest, row.head_actor, row.head_text))
+    return found, heads
+
+
 def _newest(head: tuple | None) -> int | None:
-    """The newest message id of a chat head (see ``chat_heads``)."""
+    """The newest message id of a chat head (see ``_asked``)."""
     return head[1][0] if head is not None and head[1] is not None else None

@@ -12,7 +12,6 @@ from datetime import timedelta
 from sqlalchemy import bindparam, delete, func, insert, select, tuple_, update
 
 from ..chats.store import message_row
-from ..schemas import storable_id
 from ..models import Chat, ChatMessage, Generation, GenerationEvent, utcnow
 
 _messages = ChatMessage.__table__
@@ -26,14 +25,19 @@ EVENTS_KEPT = timedelta(seconds=60)
 
 _chats = Chat.__table__
 _newer = _messages.alias("newer")
-# Each asked chat's owner and its newest message, in one query (the owner check and the
-# repeated-turn check of a chat request share it).
-_HEADS = (select(_chats.c.id, _chats.c.user_id, _messages.c.id, _messages.c.actor,
-                 _messages.c.message)
-          .select_from(_chats.outerjoin(_messages, _messages.c.id == (
-              select(func.max(_newer.c.id)).where(_newer.c.chat_id == _chats.c.id)
-              .correlate(_chats).scalar_subquery())))
-          .where(_chats.c.id.in_(bindparam("chat_ids", expanding=True))))
+_NEWEST_ID = (select(func.max(_newer.c.id)).where(_newer.c.chat_id == _chats.c.id)
+              .correlate(_chats).scalar_subquery())
+#: A chat's newest message (id, actor, text), as ``with_newest_message`` joins it.
+HEAD_COLUMNS = (_messages.c.id.label("head_id"), _messages.c.actor.label("head_actor"),
+                _messages.c.message.label("head_text"))
+
+
+def with_newest_message(joined):
+    """``joined`` (a join holding the chats table) outer-joined to each chat's newest message
+    (``HEAD_COLUMNS``): the repeated-turn check of a chat request reads it."""
+    return joined.outerjoin(_messages, _messages.c.id == _NEWEST_ID)
+
+
 # One multi-row INSERT: rows are told apart by (chat, actor) and their ids' order (a turn's
 # rows, and a chat's turns, are inserted in order).
 _INSERT_MESSAGES = insert(_messages).returning(_messages.c.id, _messages.c.chat_id,
@@ -79,23 +83,13 @@ def clean_text(text: str) -> str:
     return text.replace("\x00", "") if "\x00" in text else text
 
 
-def chat_heads(connection, chat_ids: list[int]) -> dict[int, tuple]:
-    """Each existing chat's (owner's user id, newest message as (id, actor, text) or None);
-    ids no row can have are missing chats."""
-    ids = sorted({chat_id for chat_id in chat_ids if storable_id(chat_id)})
-    if not ids:
-        return {}
-    rows = connection.execute(_HEADS, {"chat_ids": ids})
-    return {chat_id: (user_id, (row_id, actor, text) if row_id is not None else None)
-            for chat_id, user_id, row_id, actor, text in rows}
-
-
 def start_turns(connection, turns: list[tuple[int, Turn]],
                 heads: dict[int, tuple]) -> list[Outcome]:
-    """For (chat id, turn) pairs of owned chats (``heads`` from ``chat_heads``), in the
-    caller's transaction: a repeated key attaches, replays or conflicts; otherwise the user
-    message (unless it repeats the chat's last message with no reply after it) and an empty
-    assistant message with its running generation are inserted."""
+    """For (chat id, turn) pairs of owned chats, in the caller's transaction (``heads``: chat
+    id -> its owner's user id and its newest message as (id, actor, text) or None): a repeated
+    key attaches, replays or conflicts; otherwise the user message (unless it repeats the
+    chat's last message with no reply after it) and an empty assistant message with its
+    running generation are inserted."""
     existing = _keyed(connection, [(chat_id, turn.key) for chat_id, turn in turns if turn.key])
     outcomes: list[Outcome | None] = [None] * len(turns)
     rows, owners, replaced = [], [], []
