@@ -7,10 +7,10 @@ once, and a burst of requests moves through in one wave instead of two.
 """
 from __future__ import annotations
 
-from sqlalchemy import and_, bindparam, select
+from sqlalchemy import and_, bindparam
 from sqlalchemy.exc import IntegrityError
 
-from ..auth.sessions import accept_session, cookie_hash, is_live
+from ..auth.sessions import accept_session, cookie_hash, is_live, sessions_by_hash
 from ..batching import app_batcher
 from ..chats.store import CHAT_NOT_FOUND
 from ..errors import ApiError
@@ -23,13 +23,11 @@ _UNSTORED = Outcome("new")
 _sessions, _chats = Session.__table__, Chat.__table__
 # The batch's sessions, each with those of its user's chats that were asked for and their
 # newest messages: the session, the owner and the repeated-turn checks in one query.
-_ASKED = (select(_sessions.c.token_hash, _sessions.c.id, _sessions.c.user_id,
-                 _sessions.c.last_seen_at, _sessions.c.expires_at, _chats.c.id.label("chat_id"),
-                 *HEAD_COLUMNS)
-          .select_from(with_newest_message(_sessions.outerjoin(_chats, and_(
-              _chats.c.user_id == _sessions.c.user_id,
-              _chats.c.id.in_(bindparam("chat_ids", expanding=True))))))
-          .where(_sessions.c.token_hash.in_(bindparam("hashes", expanding=True))))
+_ASKED = sessions_by_hash(
+    _chats.c.id.label("chat_id"), *HEAD_COLUMNS,
+    joined=with_newest_message(_sessions.outerjoin(_chats, and_(
+        _chats.c.user_id == _sessions.c.user_id,
+        _chats.c.id.in_(bindparam("chat_ids", expanding=True))))))
 
 
 def admit(token: str | None, chat_id: int | None = None,

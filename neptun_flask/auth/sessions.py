@@ -14,11 +14,21 @@ from ..extensions import db
 from ..models import Session, utcnow
 
 _sessions = Session.__table__
+
+
+def sessions_by_hash(*columns, joined=_sessions):
+    """A query of the session rows whose token hash is in ``hashes`` (the columns ``is_live``
+    and ``accept_session`` read, then ``columns``), from ``joined``: the sessions table or a
+    join of it."""
+    return (select(_sessions.c.token_hash, _sessions.c.id, _sessions.c.user_id,
+                   _sessions.c.created_at, _sessions.c.last_seen_at, _sessions.c.expires_at,
+                   *columns)
+            .select_from(joined)
+            .where(_sessions.c.token_hash.in_(bindparam("hashes", expanding=True))))
+
+
 # Built once: every guarded request runs these.
-_FIND_SESSIONS = select(_sessions.c.token_hash, _sessions.c.id, _sessions.c.user_id,
-                        _sessions.c.created_at, _sessions.c.last_seen_at,
-                        _sessions.c.expires_at
-                        ).where(_sessions.c.token_hash.in_(bindparam("hashes", expanding=True)))
+_FIND_SESSIONS = sessions_by_hash()
 _SLIDE_SESSION = (update(_sessions).where(_sessions.c.id == bindparam("session_id"))
                   .values(last_seen_at=bindparam("now"), expires_at=bindparam("expires")))
 
