@@ -52,12 +52,12 @@ class Bench:
     def measure_round(self, target, k: int) -> Round:
         """K concurrent streams once (K=1: ``--sequential`` in a row), with the CPU spent."""
         width, rounds = (1, self.args.sequential) if k == 1 else (k, 1)
-        job = self.job(target, target.prepare(width), rounds, self.args.duration_limit)
+        requests = target.prepare(width)
+        job = self.job(target, requests, rounds, self.args.duration_limit)
         if k == 1:
             # Unmeasured: after the other targets' rounds the worker has idled for a while,
             # and the first request it serves then is a millisecond or more slower.
-            self.loadgen.run(self.job(target, target.prepare(1), 1, self.args.duration_limit),
-                             timeout=30)
+            self.loadgen.run(self.job(target, requests, 1, self.args.duration_limit), timeout=30)
         server, fake = tree_cpu_seconds(target.cpu_pid), process_cpu_seconds(self.fake_pid)
         with RssPeak(target.rss_pid) as rss:
             answer = self.loadgen.run(job, timeout=30)
