@@ -331,20 +331,26 @@ def test_the_ab_summary_compares_each_round_with_its_own_bare_relay():
     assert summary(runs) == [
         "base: CPU per request 2.000x the bare relay's, TTFT p50 +1.00 ms over it",
         "this: CPU per request 1.500x the bare relay's, TTFT p50 +0.50 ms over it",
-        "this vs base: CPU per request 0.750x, TTFT p50 -0.50 ms"]
+        "this vs base: CPU per request 0.750x, TTFT p50 -0.50 ms",
+        "mean TTFT p50 over rounds: bare relay 2.67 ms, base 7.33 ms, this 3.33 ms"]
+    assert summary(runs, "p95")[2] == "this vs base: CPU per request 0.750x, TTFT p95 -0.50 ms"
     assert summary({**runs, "bare relay": [(0.0, 2.0)] * 3})[0].startswith(
         "base: CPU per request n/a the bare relay's")
 
 
-def test_the_ab_command_compares_two_checkouts(tmp_path):
+@pytest.mark.parametrize("options, stat", [([], "p50"), (["--concurrency", "4"], "p95")])
+def test_the_ab_command_compares_two_checkouts(tmp_path, options, stat):
     """A small real run: the bare relay, the service of a base checkout (here this one) and
-    this service, in turns; both services answer every request."""
+    this service, in turns (sequential requests, or K concurrent streams per round); both
+    services answer every request."""
     completed = subprocess.run(
         [sys.executable, "-m", "tests.bench.ab", str(ROOT), "--requests", "10", "--rounds", "2",
-         "--tokens", "3"], cwd=ROOT, capture_output=True, text=True, timeout=180,
+         "--tokens", "3", *options], cwd=ROOT, capture_output=True, text=True, timeout=180,
         env={**os.environ, "TMPDIR": str(tmp_path)})
     assert completed.returncode == 0, completed.stderr[-2000:]
     assert completed.stderr.count("round ") == 2
+    assert completed.stderr.count(f"TTFT {stat} ") == 6
     lines = completed.stdout.splitlines()
     assert lines[0].startswith("base: CPU per request ") and lines[1].startswith("this: ")
     assert lines[2].startswith("this vs base: CPU per request ")
+    assert lines[3].startswith(f"mean TTFT {stat} over rounds: bare relay ")
