@@ -7,7 +7,6 @@ finish too, and store the ones still running shortly before the timeout as ``int
 """
 from __future__ import annotations
 
-import gc
 import json
 import signal
 from http import HTTPStatus
@@ -17,19 +16,12 @@ from gunicorn.workers.ggevent import GeventWorker
 #: Seconds before the graceful timeout's end at which running generations are interrupted,
 #: leaving time to store them (half the timeout when it is shorter than twice this).
 STORE_MARGIN = 1.5
-#: The worker's first collector threshold (Python's default is 700). The collector runs when the
-#: heap grows, so it runs mostly while a burst of streams starts, where its pauses add to the
-#: time to first token; at 500 streams starting at once, 7000 halves the time in the collector
-#: (tests/bench/README.md).
-GC_THRESHOLD = 7000
 #: gunicorn's own lines in JSON too when LOG_FORMAT=json.
 logger_class = "neptun_flask.logs.GunicornLogger"
 
 
 def post_worker_init(worker) -> None:
-    """Chain a drain of the worker's generations to gunicorn's own SIGTERM handler; set the
-    collector's threshold."""
-    gc.set_threshold(GC_THRESHOLD, *gc.get_threshold()[1:])
+    """Chain a drain of the worker's generations to gunicorn's own SIGTERM handler."""
     previous = signal.getsignal(signal.SIGTERM)
     timeout = worker.cfg.graceful_timeout
     seconds = max(0.0, timeout - min(STORE_MARGIN, timeout / 2))
