@@ -48,6 +48,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+def ttft_percentile(k: int) -> int:
+    """The TTFT percentile a round reports: the median of sequential requests, the p95 of K
+    concurrent streams (the targets' measures)."""
+    return 50 if k == 1 else 95
+
+
 def measure(bench: Bench, target) -> tuple[float, float]:
     """One round of the benchmark (``--requests`` sequential requests, or ``--concurrency``
     concurrent streams): the server's CPU ms per request and the TTFT p50 (p95 when
@@ -59,7 +65,7 @@ def measure(bench: Bench, target) -> tuple[float, float]:
         raise RuntimeError(f"{target.name}: {len(done.results) - len(ok)} of "
                            f"{len(done.results)} requests failed")
     return (done.server_cpu * 1000 / len(ok),
-            percentile([r["ttft"] * 1000 for r in ok], 50 if k == 1 else 95))
+            percentile([r["ttft"] * 1000 for r in ok], ttft_percentile(k)))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -77,7 +83,7 @@ def main(argv: list[str] | None = None) -> None:
         servers.append(Service(placement, base_url, PROVIDER, model_id, 20, logs, name="this"))
         loadgen = LoadGen(placement)
         bench = Bench(args, loadgen, fake.pid)
-        stat = "p50" if args.concurrency == 1 else "p95"
+        stat = f"p{ttft_percentile(args.concurrency)}"
         for server in servers:   # pools, caches and the first chat at their working state
             measure(bench, server)
         runs: dict[str, list[tuple[float, float]]] = {s.name: [] for s in servers}
@@ -99,8 +105,8 @@ def main(argv: list[str] | None = None) -> None:
 
 def summary(runs: dict[str, list[tuple[float, float]]], stat: str = "p50") -> list[str]:
     """CPU per request over all rounds (the turns spread a slow spell over every server; one
-    round's CPU is only a few clock ticks), and the median over rounds of each round's TTFT
-    difference."""
+    round's CPU is only a few clock ticks), the median over rounds of each round's TTFT
+    difference, and each server's mean TTFT over rounds."""
     def cpu(name: str, against: str) -> str:
         total = sum(one[0] for one in runs[against])
         return f"{sum(one[0] for one in runs[name]) / total:.3f}x" if total else "n/a"
